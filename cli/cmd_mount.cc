@@ -1,0 +1,23 @@
+// meshfs mount, meshfs umount (and mount.meshfs through main.cc).
+#include "command.h"
+
+namespace meshfs::cli {
+
+void RegisterMountCommands(CLI::App& app, CommandTable& table) {
+  auto* mount = app.add_subcommand("mount", "Mount a volume");
+  static std::string volume, mountpoint;
+  static std::vector<std::string> options;
+  static bool foreground = false;
+  mount->add_option("VOLUME", volume)->required();
+  mount->add_option("MOUNTPOINT", mountpoint)->required();
+  mount->add_flag("-f,--foreground", foreground, "Stay in the foreground");
+  mount->add_option("-o", options, "Mount options, OPT[,OPT...]")->delimiter(',');
+  table.Add(mount, [] { return NotImplemented("mount"); });
+
+  auto* umount = app.add_subcommand("umount", "Flush, wait for uploads, unmount");
+  static std::string umount_point;
+  umount->add_option("MOUNTPOINT", umount_point)->required();
+  table.Add(umount, [] { return NotImplemented("umount"); });
+}
+
+}  // namespace meshfs::cli

@@ -1,0 +1,1 @@
+// Placeholder translation unit for library targets that have no sources yet.

@@ -1,0 +1,46 @@
+// SliceStore: the one interface between the filesystem and where blobs live.
+//
+// A blob is an encoded slice (see docs/format.md); its SliceId is the
+// BLAKE2b-256 of its bytes. Implementations are decorators keyed by address:
+// verify -> SQLite cache (cache/) -> replicate/select (net/) -> HTTP (net/),
+// plus test doubles (in-memory, fault-injecting) in tests/.
+// fs/ uses only this interface and never names a concrete store.
+//
+// Thread-safety: every implementation is safe for concurrent use.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "meshfs/core/slice_id.h"
+#include "meshfs/core/status.h"
+
+namespace meshfs {
+
+class SliceStore {
+ public:
+  virtual ~SliceStore() = default;
+
+  // Stores `blob` under `id`. Idempotent: storing an existing id is OK.
+  // REQUIRES: id == SliceId::ForBlob(blob). Stores that receive bytes from
+  // outside the process check it and return Corruption when it fails.
+  // Returns NoSpace when full, Unavailable when the backing peers are gone.
+  virtual Status Put(const SliceId& id, std::string_view blob) = 0;
+
+  // Returns the blob stored under `id`: NotFound if absent anywhere this
+  // store can reach; Corruption if every copy found fails verification;
+  // Unavailable if it may exist but cannot be reached now.
+  virtual Result<std::string> Get(const SliceId& id) = 0;
+
+  // True iff this store holds `id` (without fetching it).
+  virtual Result<bool> Contains(const SliceId& id) = 0;
+
+  // Drops this volume's reference to `id`; NotFound is not an error.
+  virtual Status Remove(const SliceId& id) = 0;
+
+  // Blocks until every Put so far is as durable as this store promises
+  // (for a replicating store: on its full replica count).
+  virtual Status Flush() = 0;
+};
+
+}  // namespace meshfs

@@ -1,0 +1,68 @@
+#include <gtest/gtest.h>
+
+#include <cerrno>
+
+#include "meshfs/core/hex.h"
+#include "meshfs/core/slice_id.h"
+#include "meshfs/core/status.h"
+#include "meshfs/fs/errno.h"
+
+namespace meshfs {
+namespace {
+
+TEST(Status, OkAndErrors) {
+  EXPECT_TRUE(Status::OK().ok());
+  Status s = Status::Corruption("slice 12 tag mismatch");
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Code::kCorruption);
+  EXPECT_EQ(s.ToString(), "corruption: slice 12 tag mismatch");
+  EXPECT_EQ(s.WithContext("reading a.txt").message(), "reading a.txt: slice 12 tag mismatch");
+  EXPECT_EQ(Status::FromErrno("open x", ENOSPC).code(), Code::kNoSpace);
+}
+
+TEST(Result, ValueAndError) {
+  Result<int> r = 5;
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 5);
+  Result<int> e = Status::NotFound("nope");
+  EXPECT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), Code::kNotFound);
+  EXPECT_EQ(e.value_or(7), 7);
+}
+
+TEST(SliceId, HexRoundTripAndStrictParsing) {
+  const SliceId id = SliceId::ForBlob("hello");
+  auto parsed = SliceId::FromHex(id.ToHex());
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(*parsed, id);
+  EXPECT_TRUE(id.Matches("hello"));
+  EXPECT_FALSE(id.Matches("hellO"));
+  std::string upper = id.ToHex();
+  for (auto& c : upper) c = static_cast<char>(toupper(c));
+  EXPECT_FALSE(SliceId::FromHex(upper).ok());
+  EXPECT_FALSE(SliceId::FromHex(id.ToHex().substr(1)).ok());
+  EXPECT_FALSE(SliceId::FromHex("../../../../etc/passwd" + std::string(42, 'a')).ok());
+  EXPECT_FALSE(SliceId::FromHex(std::string(63, 'a') + "g").ok());
+}
+
+TEST(SliceId, KnownAnswerBlake2b256) {
+  // BLAKE2b-256 of the empty string (RFC 7693 parameters, 32-byte digest).
+  EXPECT_EQ(SliceId::ForBlob("").ToHex(),
+            "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8");
+}
+
+TEST(Hex, DecodeRejectsBadInput) {
+  EXPECT_FALSE(HexDecode("abc").ok());
+  EXPECT_FALSE(HexDecode("zz").ok());
+  EXPECT_EQ(*HexDecode("00ff"), std::string("\x00\xff", 2));
+}
+
+TEST(Errno, Mapping) {
+  EXPECT_EQ(fs::ToErrno(Status::OK()), 0);
+  EXPECT_EQ(fs::ToErrno(Status::NotFound("x")), ENOENT);
+  EXPECT_EQ(fs::ToErrno(Status::Corruption("x")), EIO);
+  EXPECT_EQ(fs::ToErrno(Status::NoSpace("x")), ENOSPC);
+}
+
+}  // namespace
+}  // namespace meshfs
