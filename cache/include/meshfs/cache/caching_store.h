@@ -1,0 +1,85 @@
+// CachingStore: the local SQLite block cache and the durable upload queue,
+// as a SliceStore decorator over the remote (replicating) store.
+//
+// Put: the blob is committed to the cache database (WAL, synchronous=FULL on
+// the commit that makes it durable) marked "pending", and queued for upload;
+// background workers push it to the remote store and mark it "uploaded" once
+// the remote store accepts it (on R peers). Get: cache first (hit), else the
+// remote store, and the result is cached as "uploaded". A pending blob is
+// never evicted. Eviction is LRU down to the size bound; when the cache is
+// full of pending blobs, Put waits (back-pressure) and fails with NoSpace
+// after a bounded wait, and immediately with NoSpace if the disk itself is
+// full. A restarted CachingStore resumes the queued uploads.
+//
+// Thread-safety: all methods are safe to call concurrently.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "meshfs/core/clock.h"
+#include "meshfs/core/slice_store.h"
+
+namespace meshfs::cache {
+
+enum class Durability {
+  kLocal,    // Flush() returns once blobs are durable in the local cache
+  kNetwork,  // Flush() returns once blobs are on min_network_copies peers
+};
+
+struct CacheOptions {
+  std::filesystem::path db_path;
+  uint64_t max_bytes = 2ull << 30;         // cache bound (default 2 GiB)
+  Durability durability = Durability::kLocal;
+  int min_network_copies = 1;              // for kNetwork
+  int upload_threads = 4;
+  int64_t backpressure_timeout_ms = 60'000;
+};
+
+struct CacheStats {
+  uint64_t cached_bytes = 0;
+  uint64_t cached_slices = 0;
+  uint64_t pending_slices = 0;   // not yet on R peers
+  uint64_t pending_bytes = 0;
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t upload_errors = 0;
+  std::string last_upload_error;  // empty when uploads are healthy
+};
+
+class CachingStore final : public SliceStore {
+ public:
+  // Opens (creating if needed) the cache database and starts the upload
+  // workers. `remote` must outlive the store.
+  static Result<std::unique_ptr<CachingStore>> Open(const CacheOptions& options,
+                                                    SliceStore* remote,
+                                                    Clock* clock = Clock::Real());
+  ~CachingStore() override;  // stops workers; queued uploads stay queued on disk
+
+  Status Put(const SliceId& id, std::string_view blob) override;
+  Result<std::string> Get(const SliceId& id) override;
+  Result<bool> Contains(const SliceId& id) override;
+  Status Remove(const SliceId& id) override;
+  Status Flush() override;  // per options.durability
+
+  // Waits until no upload is pending, or `timeout_ms` passes (TimedOut, with
+  // the count still pending). `progress`, if set, is called about once a second.
+  Status WaitUploaded(int64_t timeout_ms,
+                      const std::function<void(const CacheStats&)>& progress = {});
+  CacheStats Stats() const;
+  // Drops every cached blob that is already uploaded.
+  Status ClearUploaded();
+
+ private:
+  CachingStore();
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// `meshfs cache clear` on a volume that is not mounted.
+Status ClearUploadedOffline(const std::filesystem::path& db_path);
+
+}  // namespace meshfs::cache
