@@ -19,8 +19,33 @@
 // Start() fail with AlreadyExists.
 //
 // Agreements with the mount daemon (meshfs mount):
-//   * ops it registers: "status", "peers", "sync", "cache_clear", "unmount"
-//     (see cli/cmd_volume.cc for the fields each command reads);
+//   * ops it registers, and the fields the CLI reads (all sizes in bytes;
+//     extra fields are fine and are shown by --json):
+//     "status"  -> {"mountpoint": str, "pid": int, "volume_id": str,
+//                   "replicas": int, "offline": bool,
+//                   "uploads": {"pending_slices", "pending_bytes",
+//                               "errors": int, "last_error": str},
+//                   "cache": {"cached_bytes", "cached_slices", "max_bytes",
+//                             "hits", "misses"},
+//                   "peers": {"configured": int, "reachable": int}}
+//     "peers"   -> {"peers": [{"addr": "HOST:PORT", "id": str,
+//                   "state": "alive|suspect|dead|unreachable",
+//                   "rtt_ms": number (optional)}]}
+//     "sync"    request {"timeout_ms": int}: flush open files, wait until
+//                   every slice is on R peers, publish the snapshot.
+//                   progress {"pending_slices", "pending_bytes"} about once
+//                   a second; final {"pending_slices", "pending_bytes",
+//                   "published": bool, "last_error": str}. A timeout is NOT
+//                   an error reply: it is ok:true with pending_slices > 0.
+//     "cache_clear" -> {"freed_bytes", "cached_bytes", "pending_slices"}
+//     "unmount" request {"timeout_ms": int, "force": bool}: like "sync",
+//                   then unmount (fuse_session_exit + the kernel unmount)
+//                   AFTER replying. Same progress lines; final
+//                   {"unmounted": bool, "pending_slices", "pending_bytes",
+//                   "last_error": str}. Without force and with slices still
+//                   pending at the timeout it stays mounted (unmounted:
+//                   false); with force it unmounts anyway and the queue stays
+//                   on disk for the next mount.
 //   * it writes VOLUME/mount.json = {"mountpoint": "/abs/path", "pid": N}
 //     while mounted, and removes it at exit;
 //   * it sets the FUSE fsname (the source field of /proc/self/mountinfo) to
