@@ -83,6 +83,44 @@ Code CodeFromName(std::string_view name) {
 
 }  // namespace
 
+Result<nlohmann::json> ParseControlRequest(std::string_view line) {
+  if (line.size() >= kMaxRequestBytes) {
+    return Status::TooLarge("request larger than " + std::to_string(kMaxRequestBytes) + " bytes");
+  }
+  nlohmann::json request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded() || !request.is_object()) {
+    return Status::InvalidArgument("request is not a JSON object");
+  }
+  auto v = request.find("v");
+  if (v == request.end() || !v->is_number_integer() ||
+      v->get<int64_t>() != kControlProtocolVersion) {
+    return Status::InvalidArgument(
+        "unsupported control protocol version (this daemon speaks v" +
+        std::to_string(kControlProtocolVersion) + "); use the meshfs binary of the mount");
+  }
+  auto op = request.find("op");
+  if (op == request.end() || !op->is_string()) {
+    return Status::InvalidArgument("request has no \"op\" string");
+  }
+  return request;
+}
+
+Result<nlohmann::json> ParseControlReply(std::string_view line) {
+  if (line.size() > kMaxResponseBytes) {
+    return Status::TooLarge("reply from the mount daemon is too large");
+  }
+  nlohmann::json reply = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (reply.is_discarded() || !reply.is_object()) {
+    return Status::Corruption("the mount daemon sent a reply that is not JSON");
+  }
+  if (reply.contains("progress")) return reply;
+  auto ok = reply.find("ok");
+  if (ok == reply.end() || !ok->is_boolean()) {
+    return Status::Corruption("the mount daemon sent a reply without \"ok\"");
+  }
+  return reply;
+}
+
 // One accepted client. `fd` is closed by the serving thread when it ends.
 struct ControlServer::Connection {
   int fd = -1;
@@ -291,24 +329,13 @@ void ControlServer::Serve(const std::shared_ptr<Connection>& conn) {
 void ControlServer::HandleLine(Connection& conn, std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.empty()) return;  // blank lines are keep-alives
-  nlohmann::json request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (request.is_discarded() || !request.is_object()) {
-    conn.Send(ErrorLine(Status::InvalidArgument("request is not a JSON object")));
+  Result<nlohmann::json> parsed = ParseControlRequest(line);
+  if (!parsed.ok()) {
+    conn.Send(ErrorLine(parsed.status()));
     return;
   }
-  auto v = request.find("v");
-  if (v == request.end() || !v->is_number_integer() || v->get<int64_t>() != kControlProtocolVersion) {
-    conn.Send(ErrorLine(Status::InvalidArgument(
-        "unsupported control protocol version (this daemon speaks v" +
-        std::to_string(kControlProtocolVersion) + "); use the meshfs binary of the mount")));
-    return;
-  }
-  auto op = request.find("op");
-  if (op == request.end() || !op->is_string()) {
-    conn.Send(ErrorLine(Status::InvalidArgument("request has no \"op\" string")));
-    return;
-  }
-  const std::string name = op->get<std::string>();
+  const nlohmann::json& request = *parsed;
+  const std::string name = request["op"].get<std::string>();
   Handler handler;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -392,18 +419,12 @@ Result<nlohmann::json> ControlClient::Call(
     while ((nl = buffer_.find('\n')) != std::string::npos) {
       std::string reply_line = buffer_.substr(0, nl);
       buffer_.erase(0, nl + 1);
-      nlohmann::json reply = nlohmann::json::parse(reply_line, nullptr, false);
-      if (reply.is_discarded() || !reply.is_object()) {
-        return Status::Corruption("the mount daemon sent a reply that is not JSON");
-      }
+      MESHFS_ASSIGN_OR_RETURN(nlohmann::json reply, ParseControlReply(reply_line));
       if (auto p = reply.find("progress"); p != reply.end()) {
         if (on_progress) on_progress(*p);
         continue;
       }
       auto ok = reply.find("ok");
-      if (ok == reply.end() || !ok->is_boolean()) {
-        return Status::Corruption("the mount daemon sent a reply without \"ok\"");
-      }
       if (ok->get<bool>()) return reply;
       std::string message = reply.value("error", std::string("request failed"));
       std::string code = reply.value("code", std::string("io error"));

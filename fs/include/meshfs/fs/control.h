@@ -66,6 +66,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -76,6 +77,16 @@ namespace meshfs::fs {
 inline constexpr int kControlProtocolVersion = 1;
 inline constexpr size_t kMaxRequestBytes = 64 * 1024;
 inline constexpr size_t kMaxResponseBytes = 16 * 1024 * 1024;
+
+// Parses one request line (without the newline): a JSON object with
+// "v" == kControlProtocolVersion and a string "op". InvalidArgument naming
+// what is wrong otherwise; TooLarge over kMaxRequestBytes. Never throws.
+Result<nlohmann::json> ParseControlRequest(std::string_view line);
+
+// Parses one reply line: a progress line or a final reply, returned as is
+// (an object with "progress", or with a boolean "ok"). Corruption otherwise.
+// Never throws.
+Result<nlohmann::json> ParseControlReply(std::string_view line);
 
 class ControlServer final {
  public:
