@@ -20,6 +20,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -104,6 +105,9 @@ class Membership final {
   std::optional<Member> Find(std::string_view id) const;
   // "alive", "suspect" (table entries) and "dead" (remembered tombstones).
   std::map<std::string, int> Counts() const;
+  // Human-readable lines for what changed since the last call ("member X at
+  // A joined", "... suspect", "... removed", "... restarted"), for the log.
+  std::vector<std::string> TakeEvents();
 
  private:
   struct Tombstone {
@@ -115,17 +119,19 @@ class Membership final {
   int64_t Now() const;
   MemberState StateOf(const Member& m, int64_t now) const;
   void Expire(int64_t now);
+  void Event(const Member& m, std::string_view what);
 
   GossipOptions options_;
   Clock* const clock_;
   Member self_;
   std::map<std::string, Member, std::less<>> members_;  // others, by id
   std::map<std::string, Tombstone, std::less<>> tombstones_;
+  std::vector<std::string> events_;
 };
 
 // How GossipAgent reaches other nodes: one request/response exchange.
-// Thread-safety: Exchange may be called from the agent's thread only, but
-// implementations must tolerate concurrent HandleGossip on other agents.
+// Thread-safety: Exchange is called from the agent's exchange thread; several
+// exchanges may be in flight at once.
 class GossipTransport {
  public:
   struct Reply {
@@ -133,10 +139,10 @@ class GossipTransport {
     double rtt_ms = 0;
   };
   virtual ~GossipTransport() = default;
-  // Sends `body` to POST /v1/gossip at `addr` ("HOST:PORT"); returns the
-  // response body of a 200 reply, or an error naming the peer.
-  virtual Result<Reply> Exchange(const std::string& addr, const std::string& body,
-                                 int timeout_ms) = 0;
+  // Starts sending `body` to POST /v1/gossip at `addr` ("HOST:PORT"); the
+  // future yields the body of a 200 reply, or an error naming the peer.
+  virtual std::future<Result<Reply>> Exchange(const std::string& addr, std::string body,
+                                              int timeout_ms) = 0;
 };
 
 // Membership + Vivaldi + a background exchange thread. Thread-safe: every
