@@ -51,4 +51,14 @@ Result<MasterKey> OpenKeyFile(std::string_view file_bytes, std::string_view pass
 // True iff the key file needs a passphrase (is wrapped). Corruption if damaged.
 Result<bool> KeyFileIsWrapped(std::string_view file_bytes);
 
+// What a key file says about itself, without running the KDF.
+struct KeyFileInfo {
+  bool wrapped = false;
+  uint64_t opslimit = 0;  // Argon2id cost recorded in a wrapped file, else 0
+  uint64_t memlimit = 0;
+};
+// Checks magic, version, kind, length, checksum and (wrapped) KDF limits.
+// Corruption "key file is damaged: ..." otherwise.
+Result<KeyFileInfo> InspectKeyFile(std::string_view file_bytes);
+
 }  // namespace meshfs::fs

@@ -21,11 +21,19 @@ struct VolumeConfig {
   int replicas = 3;
   uint32_t slice_size = kDefaultSliceSize;
   bool key_wrapped = true;           // false: key file is unwrapped
+  std::string key_file;              // absolute path of an unwrapped key file
+                                     // kept outside the volume (--key-file); empty: VOLUME/key
   int format_version = 1;
 
+  // Validates every field (format version, volume id, peers, replicas 1..16,
+  // slice size 64 KiB..16 MiB). InvalidArgument naming the field otherwise.
   static Result<VolumeConfig> Parse(std::string_view toml_text);
   std::string ToToml() const;
 };
+
+// "1M", "64K", "16M", "1MiB", "65536": a slice size in bytes, which must be
+// within kMinSliceSize..kMaxSliceSize. InvalidArgument otherwise.
+Result<uint32_t> ParseSliceSize(std::string_view text);
 
 // "NAME" -> $XDG_CONFIG_HOME/meshfs/NAME; anything with a '/' or starting
 // with '.' is a path and is returned as is.
@@ -36,16 +44,33 @@ class Volume final {
   // Loads config.toml from `dir`. NotFound if `dir` is not a volume.
   static Result<Volume> Open(const std::filesystem::path& dir);
 
+  // Makes a new volume directory (mode 0700) with config.toml and the key
+  // file (mode 0600): `key_file_bytes` is written to config.key_file when
+  // set, else to dir/key. AlreadyExists if `dir` already holds a volume (or
+  // the outside key file exists); nothing is overwritten. On failure, what
+  // was created is removed.
+  static Result<Volume> Create(const std::filesystem::path& dir, const VolumeConfig& config,
+                               std::string_view key_file_bytes);
+
+  // Replaces the key file atomically (temp file, fsync, rename), mode 0600.
+  Status ReplaceKeyFile(std::string_view key_file_bytes) const;
+  // Reads the key file. For an unwrapped key, refuses (PermissionDenied) a
+  // file readable or writable by group or others.
+  Result<std::string> ReadKeyFile() const;
+
   const std::filesystem::path& dir() const { return dir_; }
   const VolumeConfig& config() const { return config_; }
   std::filesystem::path config_path() const { return dir_ / "config.toml"; }
-  std::filesystem::path key_path() const { return dir_ / "key"; }
+  std::filesystem::path key_path() const {
+    return config_.key_file.empty() ? dir_ / "key" : std::filesystem::path(config_.key_file);
+  }
   std::filesystem::path metadata_db_path() const { return dir_ / "metadata.db"; }
   std::filesystem::path cache_db_path() const { return dir_ / "cache.db"; }
   std::filesystem::path control_socket_path() const { return dir_ / "control.sock"; }
 
   // Reads the key file and derives the keys; `passphrase` is used only when
-  // the key is wrapped. Errors as OpenKeyFile.
+  // the key is wrapped. Errors as OpenKeyFile and ReadKeyFile; Corruption if
+  // the key is not this volume's (its volume id differs from the config's).
   Result<VolumeKeys> Unlock(std::string_view passphrase) const;
 
  private:
