@@ -1,0 +1,379 @@
+#include "meshfs/fs/file_data.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace meshfs::fs {
+namespace {
+constexpr int kReadaheadSlices = 4;
+constexpr size_t kCommitBatch = 256;
+}  // namespace
+
+FileData::FileData(uint64_t ino, uint32_t slice_size, uint64_t size,
+                   std::optional<std::string> inline_data,
+                   const std::vector<ExtentRecord>& extents, FileDataBackend* backend,
+                   uint64_t dirty_max)
+    : ino_(ino),
+      slice_size_(slice_size),
+      backend_(backend),
+      dirty_max_(std::max<uint64_t>(dirty_max, slice_size)),
+      size_(size),
+      inline_(std::move(inline_data)) {
+  for (const auto& e : extents) extents_[e.idx] = e;
+  if (inline_ && !extents_.empty()) inline_.reset();  // extents win (cannot both exist)
+}
+
+FileData::~FileData() { Discard(); }
+
+void FileData::AddDirty(int64_t delta) {
+  dirty_bytes_ = static_cast<uint64_t>(static_cast<int64_t>(dirty_bytes_) + delta);
+  backend_->AccountDirty(delta);
+}
+
+uint64_t FileData::SliceLen(uint64_t idx) const {
+  uint64_t start = idx * slice_size_;
+  if (start >= size_) return 0;
+  return std::min(slice_size_, size_ - start);
+}
+
+bool FileData::HasContent(uint64_t idx) const {
+  return dirty_.count(idx) || extents_.count(idx) || (idx == 0 && inline_ && !inline_->empty());
+}
+
+Result<FileData::Dirty*> FileData::DirtyFor(uint64_t idx, bool need_base) {
+  auto it = dirty_.find(idx);
+  if (it != dirty_.end()) return &it->second;
+  Dirty d;
+  if (need_base) {
+    if (idx == 0 && inline_) {
+      d.data = *inline_;
+    } else if (auto e = extents_.find(idx); e != extents_.end()) {
+      MESHFS_ASSIGN_OR_RETURN(d.data, backend_->LoadSlice(e->second.slice));
+    }
+    if (d.data.size() > SliceLen(idx)) d.data.resize(SliceLen(idx));
+  }
+  int64_t n = static_cast<int64_t>(d.data.size());
+  auto [pos, inserted] = dirty_.emplace(idx, std::move(d));
+  (void)inserted;
+  AddDirty(n);
+  return &pos->second;
+}
+
+Status FileData::LeaveInlineLocked() {
+  if (!inline_) return Status::OK();
+  if (!inline_->empty()) {
+    MESHFS_ASSIGN_OR_RETURN(Dirty * d, DirtyFor(0, true));
+    d->seq = ++seq_;
+  }
+  inline_.reset();
+  inline_dirty_ = true;
+  meta_dirty_ = true;
+  return Status::OK();
+}
+
+Status FileData::Read(uint64_t off, uint64_t len, std::string* out) {
+  out->clear();
+  std::vector<std::pair<uint64_t, SliceId>> fetch;  // slice idx, address
+  std::vector<SliceId> ahead;
+  uint64_t end;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (off >= size_ || len == 0) return Status::OK();
+    len = std::min(len, size_ - off);
+    end = off + len;
+    out->assign(len, '\0');
+    for (uint64_t idx = off / slice_size_; idx * slice_size_ < end; ++idx) {
+      uint64_t s0 = idx * slice_size_;
+      uint64_t lo = std::max(off, s0) - s0;
+      uint64_t hi = std::min(end, s0 + slice_size_) - s0;
+      const std::string* src = nullptr;
+      if (auto d = dirty_.find(idx); d != dirty_.end()) {
+        src = &d->second.data;
+      } else if (idx == 0 && inline_) {
+        src = &*inline_;
+      } else if (auto e = extents_.find(idx); e != extents_.end()) {
+        fetch.emplace_back(idx, e->second.slice);
+        continue;
+      }
+      if (src && lo < src->size()) {
+        std::memcpy(out->data() + (s0 + lo - off), src->data() + lo,
+                    std::min<uint64_t>(hi, src->size()) - lo);
+      }
+    }
+    if (off == last_read_end_ || off == 0) {
+      uint64_t next = (end + slice_size_ - 1) / slice_size_;
+      for (auto e = extents_.lower_bound(next);
+           e != extents_.end() && e->first < next + kReadaheadSlices; ++e) {
+        if (!dirty_.count(e->first)) ahead.push_back(e->second.slice);
+      }
+    }
+    last_read_end_ = end;
+  }
+  if (!ahead.empty()) backend_->Prefetch(ahead);
+  for (const auto& [idx, id] : fetch) {
+    MESHFS_ASSIGN_OR_RETURN(std::string plain, backend_->LoadSlice(id));
+    uint64_t s0 = idx * slice_size_;
+    uint64_t lo = std::max(off, s0) - s0;
+    uint64_t hi = std::min(end, s0 + slice_size_) - s0;
+    if (lo < plain.size()) {
+      std::memcpy(out->data() + (s0 + lo - off), plain.data() + lo,
+                  std::min<uint64_t>(hi, plain.size()) - lo);
+    }
+  }
+  return Status::OK();
+}
+
+Status FileData::Write(uint64_t off, std::string_view data, bool append, uint64_t* at) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (append) off = size_;
+  if (at) *at = off;
+  if (data.empty()) return Status::OK();
+  const uint64_t end = off + data.size();
+  if (end < off) return Status::TooLarge("write beyond the largest file offset");
+  if (end > kInlineMax) MESHFS_RETURN_IF_ERROR(LeaveInlineLocked());
+  const uint64_t first = off / slice_size_;
+  const uint64_t last = (end - 1) / slice_size_;
+  for (uint64_t idx = first; idx <= last; ++idx) {
+    uint64_t s0 = idx * slice_size_;
+    uint64_t lo = std::max(off, s0) - s0;
+    uint64_t hi = std::min(end, s0 + slice_size_) - s0;
+    bool need_base = !(lo == 0 && hi >= SliceLen(idx)) && HasContent(idx);
+    MESHFS_ASSIGN_OR_RETURN(Dirty * d, DirtyFor(idx, need_base));
+    uint64_t old = d->data.size();
+    if (d->data.size() < hi) d->data.resize(hi, '\0');
+    std::memcpy(d->data.data() + lo, data.data() + (s0 + lo - off), hi - lo);
+    AddDirty(static_cast<int64_t>(d->data.size()) - static_cast<int64_t>(old));
+    d->seq = ++seq_;
+  }
+  if (end > size_) size_ = end;
+  mtime_ns_ = ctime_ns_ = backend_->NowNs();
+  meta_dirty_ = times_dirty_ = true;
+  if (inline_) return Status::OK();  // small file: everything at Flush
+  // A slice completed by this write goes to the store now (streaming writes).
+  for (uint64_t idx = first; idx <= last; ++idx) {
+    auto d = dirty_.find(idx);
+    if (d != dirty_.end() && d->second.data.size() == slice_size_ &&
+        end >= (idx + 1) * slice_size_) {
+      MESHFS_RETURN_IF_ERROR(WriteBackLocked(idx));
+    }
+  }
+  while (dirty_bytes_ > dirty_max_ && !dirty_.empty()) {
+    auto oldest = std::min_element(dirty_.begin(), dirty_.end(), [](const auto& a, const auto& b) {
+      return a.second.seq < b.second.seq;
+    });
+    MESHFS_RETURN_IF_ERROR(WriteBackLocked(oldest->first));
+  }
+  if (uncommitted_.size() >= kCommitBatch) MESHFS_RETURN_IF_ERROR(CommitLocked(false));
+  return Status::OK();
+}
+
+Status FileData::WriteBackLocked(uint64_t idx) {
+  auto it = dirty_.find(idx);
+  if (it == dirty_.end()) return Status::OK();
+  const std::string& data = it->second.data;
+  if (data.empty()) {
+    extents_.erase(idx);
+  } else {
+    MESHFS_ASSIGN_OR_RETURN(SliceId id, backend_->StoreSlice(data));
+    extents_[idx] = ExtentRecord{idx, id, static_cast<uint32_t>(data.size())};
+  }
+  uncommitted_.insert(idx);
+  AddDirty(-static_cast<int64_t>(data.size()));
+  dirty_.erase(it);
+  return Status::OK();
+}
+
+Status FileData::Truncate(uint64_t size) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (size == size_) return Status::OK();
+  if (size < size_) {
+    const uint64_t first_drop = (size + slice_size_ - 1) / slice_size_;
+    for (auto it = dirty_.lower_bound(first_drop); it != dirty_.end();) {
+      AddDirty(-static_cast<int64_t>(it->second.data.size()));
+      it = dirty_.erase(it);
+    }
+    if (extents_.lower_bound(first_drop) != extents_.end()) {
+      extents_.erase(extents_.lower_bound(first_drop), extents_.end());
+      delete_from_ = std::min(delete_from_.value_or(UINT64_MAX), first_drop);
+    }
+    uncommitted_.erase(uncommitted_.lower_bound(first_drop), uncommitted_.end());
+    size_ = size;
+    if (size % slice_size_ != 0) {
+      const uint64_t p = size / slice_size_;
+      const uint64_t keep = size - p * slice_size_;
+      if (auto d = dirty_.find(p); d != dirty_.end()) {
+        if (d->second.data.size() > keep) {
+          AddDirty(static_cast<int64_t>(keep) - static_cast<int64_t>(d->second.data.size()));
+          d->second.data.resize(keep);
+        }
+      } else if (p == 0 && inline_) {
+        if (inline_->size() > keep) {
+          inline_->resize(keep);
+          inline_dirty_ = true;
+        }
+      } else if (auto e = extents_.find(p); e != extents_.end() && e->second.len > keep) {
+        MESHFS_ASSIGN_OR_RETURN(Dirty * d, DirtyFor(p, true));  // cut to SliceLen(p)
+        d->seq = ++seq_;
+      }
+    }
+  } else {
+    if (size > kInlineMax) MESHFS_RETURN_IF_ERROR(LeaveInlineLocked());
+    size_ = size;
+  }
+  mtime_ns_ = ctime_ns_ = backend_->NowNs();
+  meta_dirty_ = times_dirty_ = true;
+  return Status::OK();
+}
+
+Status FileData::CommitLocked(bool durable) {
+  if (!meta_dirty_ && !inline_dirty_ && uncommitted_.empty() && !delete_from_ && !durable) {
+    return Status::OK();
+  }
+  FileCommit c;
+  c.size = size_;
+  c.times = times_dirty_;
+  c.mtime_ns = mtime_ns_;
+  c.ctime_ns = ctime_ns_;
+  c.delete_from = delete_from_;
+  for (uint64_t idx : uncommitted_) {
+    auto e = extents_.find(idx);
+    if (e != extents_.end()) c.put.push_back(e->second);
+    else c.remove.push_back(idx);
+  }
+  c.set_inline = inline_dirty_;
+  c.inline_data = inline_;
+  c.durable = durable;
+  MESHFS_RETURN_IF_ERROR(backend_->CommitFile(ino_, c));
+  uncommitted_.clear();
+  delete_from_.reset();
+  meta_dirty_ = times_dirty_ = inline_dirty_ = false;
+  return Status::OK();
+}
+
+Status FileData::Flush(bool durable) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const bool small = size_ <= kInlineMax && extents_.empty() &&
+                     (dirty_.empty() || (dirty_.size() == 1 && dirty_.begin()->first == 0));
+  if (small && (!dirty_.empty() || !inline_ || delete_from_)) {
+    // Small enough to live in the inode record: no slice at all.
+    std::string content;
+    if (!dirty_.empty()) content = std::move(dirty_.begin()->second.data);
+    else if (inline_) content = std::move(*inline_);
+    if (content.size() > size_) content.resize(size_);
+    if (!dirty_.empty()) {
+      AddDirty(-static_cast<int64_t>(dirty_bytes_));
+      dirty_.clear();
+    }
+    inline_ = std::move(content);
+    inline_dirty_ = true;
+  } else if (!inline_) {
+    std::vector<uint64_t> idxs;
+    for (const auto& [idx, d] : dirty_) idxs.push_back(idx);
+    for (uint64_t idx : idxs) MESHFS_RETURN_IF_ERROR(WriteBackLocked(idx));
+  }
+  return CommitLocked(durable);
+}
+
+Status FileData::Commit() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return CommitLocked(false);
+}
+
+void FileData::Discard() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (dirty_bytes_ != 0) AddDirty(-static_cast<int64_t>(dirty_bytes_));
+  dirty_.clear();
+  uncommitted_.clear();
+  meta_dirty_ = times_dirty_ = inline_dirty_ = false;
+}
+
+uint64_t FileData::size() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return size_;
+}
+
+uint64_t FileData::allocated() {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t n = inline_ ? inline_->size() : 0;
+  for (const auto& [idx, e] : extents_) {
+    if (!dirty_.count(idx)) n += e.len;
+  }
+  for (const auto& [idx, d] : dirty_) n += d.data.size();
+  return n;
+}
+
+std::pair<int64_t, int64_t> FileData::pending_times() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!times_dirty_) return {0, 0};
+  return {mtime_ns_, ctime_ns_};
+}
+
+void FileData::ClearPendingTimes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  times_dirty_ = false;
+}
+
+uint64_t FileData::dirty_bytes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return dirty_bytes_;
+}
+
+std::optional<uint64_t> FileData::Seek(uint64_t off, bool data) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (off >= size_) return std::nullopt;
+  uint64_t idx = off / slice_size_;
+  if (data) {
+    if (HasContent(idx)) return off;
+    uint64_t next = UINT64_MAX;
+    if (auto e = extents_.lower_bound(idx); e != extents_.end()) next = std::min(next, e->first);
+    if (auto d = dirty_.lower_bound(idx); d != dirty_.end()) next = std::min(next, d->first);
+    if (next == UINT64_MAX || next * slice_size_ >= size_) return std::nullopt;
+    return next * slice_size_;
+  }
+  while (idx * slice_size_ < size_ && HasContent(idx)) ++idx;
+  return std::min(std::max(off, idx * slice_size_), size_);
+}
+
+std::optional<std::string> SliceCache::Get(const SliceId& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find(id);
+  if (it == index_.end()) {
+    misses_.fetch_add(1);
+    return std::nullopt;
+  }
+  hits_.fetch_add(1);
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->second;
+}
+
+void SliceCache::Put(const SliceId& id, std::string plaintext) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (plaintext.size() > max_bytes_) return;
+  auto it = index_.find(id);
+  if (it != index_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return;
+  }
+  bytes_ += plaintext.size();
+  lru_.emplace_front(id, std::move(plaintext));
+  index_[id] = lru_.begin();
+  while (bytes_ > max_bytes_ && !lru_.empty()) {
+    bytes_ -= lru_.back().second.size();
+    index_.erase(lru_.back().first);
+    lru_.pop_back();
+  }
+}
+
+void SliceCache::Clear() {
+  std::lock_guard<std::mutex> lock(mu_);
+  lru_.clear();
+  index_.clear();
+  bytes_ = 0;
+}
+
+uint64_t SliceCache::bytes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_;
+}
+
+}  // namespace meshfs::fs

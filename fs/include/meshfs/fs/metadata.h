@@ -1,0 +1,166 @@
+// MetadataStore: the working metadata of a mounted volume, one SQLite
+// database (VOLUME/metadata.db, WAL). Schema and durability in docs/mount.md.
+//
+// Tables: inodes (attributes, inline data of small files, symlink targets),
+// dentries (parent, name) -> ino, xattrs, extents (ino, slice index) ->
+// (slice address, plaintext length), meta (schema version, slice size,
+// volume id). Inode numbers are the rowids of `inodes`, so they are stable
+// across remounts; the root directory is ino 1.
+//
+// Every statement is prepared once and cached. Ordinary commits use
+// synchronous=NORMAL (durable against a process crash, not a power loss);
+// Commit(durable = true) makes everything committed so far durable against
+// power loss too (used by fsync).
+//
+// Thread-safety: NOT thread-safe. The owner (fs::Filesystem) serializes every
+// call with one mutex; a transaction spans several calls under that mutex.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "meshfs/core/slice_id.h"
+#include "meshfs/core/status.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace meshfs::fs {
+
+inline constexpr uint64_t kRootIno = 1;
+inline constexpr int kMetadataSchemaVersion = 1;
+
+// One row of `inodes` without its blobs.
+struct InodeRecord {
+  uint64_t ino = 0;
+  uint32_t mode = 0;  // type and permission bits, as st_mode
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t nlink = 0;
+  uint64_t size = 0;
+  int64_t atime_ns = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  int64_t btime_ns = 0;
+  uint64_t rdev = 0;
+  uint64_t gen = 0;
+  // Filled by GetInode only: stored bytes (inline data + extent lengths).
+  uint64_t alloc = 0;
+};
+
+// One row of `extents`: slice `idx` of a file (bytes idx*slice_size ...).
+struct ExtentRecord {
+  uint64_t idx = 0;
+  SliceId slice;
+  uint32_t len = 0;  // plaintext bytes stored in the slice
+};
+
+struct DirEntryRecord {
+  uint64_t cookie = 0;  // stable position for readdir continuation (> 0)
+  std::string name;
+  uint64_t ino = 0;
+  uint32_t mode = 0;
+};
+
+class MetadataStore final {
+ public:
+  struct Options {
+    std::filesystem::path path;
+    // Used when the database is created; an existing database keeps its own
+    // (InvalidArgument if it disagrees with a non-zero value here).
+    uint32_t slice_size = 0;
+    std::string volume_id;  // checked like slice_size when non-empty
+    bool read_only = false;
+    // Owner of the root directory when the database is created.
+    uint32_t root_uid = 0;
+    uint32_t root_gid = 0;
+    int64_t now_ns = 0;
+  };
+
+  // Opens or creates the database and its schema. Corruption if the file is
+  // not a meshfs metadata database or has a newer schema version.
+  static Result<std::unique_ptr<MetadataStore>> Open(const Options& options);
+  ~MetadataStore();
+  MetadataStore(const MetadataStore&) = delete;
+  MetadataStore& operator=(const MetadataStore&) = delete;
+
+  uint32_t slice_size() const { return slice_size_; }
+  const std::string& volume_id() const { return volume_id_; }
+
+  // Transactions (BEGIN IMMEDIATE ... COMMIT). REQUIRES: not nested.
+  Status Begin();
+  // `durable`: also sync the WAL, so every commit so far survives power loss.
+  Status Commit(bool durable = false);
+  void Rollback();
+  // Makes every earlier commit durable (fsync of the WAL) without a change.
+  Status Sync();
+
+  // Inodes. GetInode: NotFound if absent.
+  Result<InodeRecord> GetInode(uint64_t ino);
+  // Inserts with a fresh inode number (record.ino is ignored); returns it.
+  Result<uint64_t> InsertInode(const InodeRecord& record, std::string_view target = {});
+  // Writes every attribute of `record` (not the blobs).
+  Status UpdateInode(const InodeRecord& record);
+  // Deletes the inode with its xattrs and extents.
+  Status DeleteInode(uint64_t ino);
+  // Inline data of a small file; nullopt when the file is not inline.
+  Result<std::optional<std::string>> GetInline(uint64_t ino);
+  Status SetInline(uint64_t ino, std::optional<std::string_view> data);
+  Result<std::string> GetTarget(uint64_t ino);
+  // Inodes with nlink 0 (orphans of a process that died).
+  Result<std::vector<uint64_t>> ListOrphans();
+  // Number of inodes and the sum of file sizes (for statfs).
+  Result<std::pair<uint64_t, uint64_t>> Totals();
+
+  // Directory entries. Lookup: NotFound if absent.
+  Result<uint64_t> Lookup(uint64_t parent, std::string_view name);
+  Status InsertDentry(uint64_t parent, std::string_view name, uint64_t ino);
+  Status DeleteDentry(uint64_t parent, std::string_view name);
+  // Points an existing entry at another inode (keeps its cookie).
+  Status RepointDentry(uint64_t parent, std::string_view name, uint64_t ino);
+  Result<bool> DirIsEmpty(uint64_t dir);
+  // The directory holding directory `dir` (root: itself). NotFound if none.
+  Result<uint64_t> ParentOf(uint64_t dir);
+  // Entries of `dir` with cookie > `after`, in cookie order, until `fn`
+  // returns false.
+  Status ListDir(uint64_t dir, uint64_t after,
+                 const std::function<bool(const DirEntryRecord&)>& fn);
+
+  // Extended attributes. GetXattr: NotFound if absent.
+  Result<std::string> GetXattr(uint64_t ino, std::string_view name);
+  Result<bool> HasXattr(uint64_t ino, std::string_view name);
+  Status SetXattr(uint64_t ino, std::string_view name, std::string_view value);
+  // NotFound if absent.
+  Status RemoveXattr(uint64_t ino, std::string_view name);
+  Result<std::vector<std::string>> ListXattrs(uint64_t ino);
+
+  // Extents, in idx order.
+  Result<std::vector<ExtentRecord>> ListExtents(uint64_t ino);
+  Status PutExtent(uint64_t ino, const ExtentRecord& extent);
+  Status DeleteExtent(uint64_t ino, uint64_t idx);
+  // Deletes the extents with idx >= `from`.
+  Status DeleteExtentsFrom(uint64_t ino, uint64_t from);
+
+ private:
+  explicit MetadataStore(sqlite3* db) : db_(db) {}
+  Status Exec(const char* sql);
+  // Returns the cached prepared statement for `sql` (reset, bindings cleared).
+  Result<sqlite3_stmt*> Prep(const char* sql);
+  Status Error(std::string_view what) const;
+  Status Init(const Options& options);
+
+  sqlite3* db_;
+  std::unordered_map<const char*, sqlite3_stmt*> stmts_;
+  uint32_t slice_size_ = 0;
+  std::string volume_id_;
+  bool in_txn_ = false;
+};
+
+}  // namespace meshfs::fs

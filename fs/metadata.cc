@@ -1,0 +1,554 @@
+#include "meshfs/fs/metadata.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <string>
+
+namespace meshfs::fs {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB);
+CREATE TABLE IF NOT EXISTS inodes(
+  ino INTEGER PRIMARY KEY, mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
+  nlink INTEGER NOT NULL, size INTEGER NOT NULL, atime_ns INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, btime_ns INTEGER NOT NULL,
+  rdev INTEGER NOT NULL, gen INTEGER NOT NULL, inline BLOB, target BLOB);
+CREATE TABLE IF NOT EXISTS dentries(parent INTEGER NOT NULL, name BLOB NOT NULL,
+  ino INTEGER NOT NULL, PRIMARY KEY(parent, name));
+CREATE INDEX IF NOT EXISTS dentries_by_parent ON dentries(parent);
+CREATE INDEX IF NOT EXISTS dentries_by_ino ON dentries(ino);
+CREATE TABLE IF NOT EXISTS xattrs(ino INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL,
+  PRIMARY KEY(ino, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS extents(ino INTEGER NOT NULL, idx INTEGER NOT NULL,
+  slice BLOB NOT NULL, len INTEGER NOT NULL, PRIMARY KEY(ino, idx)) WITHOUT ROWID;
+)sql";
+
+int64_t ToI64(uint64_t v) { return static_cast<int64_t>(v); }
+
+void BindBlob(sqlite3_stmt* st, int i, std::string_view v) {
+  // A zero-length blob must still be a blob, not NULL.
+  sqlite3_bind_blob(st, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()),
+                    SQLITE_TRANSIENT);
+}
+
+std::string ColumnBlob(sqlite3_stmt* st, int i) {
+  const void* p = sqlite3_column_blob(st, i);
+  int n = sqlite3_column_bytes(st, i);
+  return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string();
+}
+
+InodeRecord ReadInode(sqlite3_stmt* st) {
+  InodeRecord r;
+  r.ino = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+  r.mode = static_cast<uint32_t>(sqlite3_column_int64(st, 1));
+  r.uid = static_cast<uint32_t>(sqlite3_column_int64(st, 2));
+  r.gid = static_cast<uint32_t>(sqlite3_column_int64(st, 3));
+  r.nlink = static_cast<uint64_t>(sqlite3_column_int64(st, 4));
+  r.size = static_cast<uint64_t>(sqlite3_column_int64(st, 5));
+  r.atime_ns = sqlite3_column_int64(st, 6);
+  r.mtime_ns = sqlite3_column_int64(st, 7);
+  r.ctime_ns = sqlite3_column_int64(st, 8);
+  r.btime_ns = sqlite3_column_int64(st, 9);
+  r.rdev = static_cast<uint64_t>(sqlite3_column_int64(st, 10));
+  r.gen = static_cast<uint64_t>(sqlite3_column_int64(st, 11));
+  if (sqlite3_column_count(st) > 12) r.alloc = static_cast<uint64_t>(sqlite3_column_int64(st, 12));
+  return r;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const Options& options) {
+  sqlite3* db = nullptr;
+  int flags = options.read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  flags |= SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(options.path.c_str(), &db, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close(db);
+    return Status::IOError("cannot open metadata database " + options.path.string() + ": " + msg);
+  }
+  std::unique_ptr<MetadataStore> store(new MetadataStore(db));
+  MESHFS_RETURN_IF_ERROR(store->Init(options));
+  return store;
+}
+
+MetadataStore::~MetadataStore() {
+  for (auto& [sql, st] : stmts_) sqlite3_finalize(st);
+  sqlite3_close(db_);
+}
+
+Status MetadataStore::Error(std::string_view what) const {
+  int code = sqlite3_errcode(db_);
+  std::string msg = "metadata " + std::string(what) + ": " + sqlite3_errmsg(db_);
+  if (code == SQLITE_FULL) return Status::NoSpace(msg);
+  if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return Status::Corruption(msg);
+  if (code == SQLITE_READONLY) return Status::PermissionDenied(msg);
+  return Status::IOError(msg);
+}
+
+Status MetadataStore::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    Status st = Error(sql);
+    return Status(st.code(), "metadata: " + msg);
+  }
+  return Status::OK();
+}
+
+Result<sqlite3_stmt*> MetadataStore::Prep(const char* sql) {
+  auto it = stmts_.find(sql);
+  if (it != stmts_.end()) {
+    sqlite3_reset(it->second);
+    sqlite3_clear_bindings(it->second);
+    return it->second;
+  }
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, nullptr) != SQLITE_OK) {
+    return Error("prepare");
+  }
+  stmts_.emplace(sql, st);
+  return st;
+}
+
+Status MetadataStore::Init(const Options& options) {
+  sqlite3_busy_timeout(db_, 10'000);
+  if (!options.read_only) {
+    MESHFS_RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
+  }
+  MESHFS_RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL"));
+  MESHFS_RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=OFF"));
+  MESHFS_RETURN_IF_ERROR(Exec("PRAGMA cache_size=-16000"));
+
+  // Is this a new database?
+  bool has_meta = false;
+  {
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                            Prep("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"));
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) has_meta = true;
+    else if (rc != SQLITE_DONE) return Status::Corruption("metadata database " + options.path.string() + " is not a SQLite database: " + sqlite3_errmsg(db_));
+    sqlite3_reset(st);
+  }
+  if (!has_meta) {
+    if (options.read_only) return Status::NotFound("metadata database is empty (read-only mount of a never-mounted volume)");
+    if (options.slice_size == 0) return Status::InvalidArgument("new metadata database needs a slice size");
+    MESHFS_RETURN_IF_ERROR(Begin());
+    Status st = Exec(kSchema);
+    if (st.ok()) {
+      auto put = [&](const char* key, std::string_view value) -> Status {
+        MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * s, Prep("INSERT INTO meta(key, value) VALUES(?, ?)"));
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+        BindBlob(s, 2, value);
+        if (sqlite3_step(s) != SQLITE_DONE) return Error("init meta");
+        return Status::OK();
+      };
+      st = put("schema_version", std::to_string(kMetadataSchemaVersion));
+      if (st.ok()) st = put("slice_size", std::to_string(options.slice_size));
+      if (st.ok()) st = put("volume_id", options.volume_id);
+      if (st.ok()) {
+        InodeRecord root;
+        root.mode = S_IFDIR | 0755;
+        root.uid = options.root_uid;
+        root.gid = options.root_gid;
+        root.nlink = 2;
+        root.atime_ns = root.mtime_ns = root.ctime_ns = root.btime_ns = options.now_ns;
+        root.gen = 1;
+        auto ino = InsertInode(root);
+        if (!ino.ok()) st = ino.status();
+        else if (*ino != kRootIno) st = Status::Corruption("root inode is not 1");
+      }
+    }
+    if (!st.ok()) {
+      Rollback();
+      return st;
+    }
+    MESHFS_RETURN_IF_ERROR(Commit(true));
+  }
+
+  auto get = [&](const char* key) -> Result<std::string> {
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * s, Prep("SELECT value FROM meta WHERE key = ?"));
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) return Status::Corruption(std::string("metadata database lacks meta.") + key);
+    std::string v = ColumnBlob(s, 0);
+    if (v.empty() && sqlite3_column_type(s, 0) == SQLITE_TEXT) {
+      v = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    }
+    sqlite3_reset(s);
+    return v;
+  };
+  MESHFS_ASSIGN_OR_RETURN(std::string version, get("schema_version"));
+  MESHFS_ASSIGN_OR_RETURN(std::string slice, get("slice_size"));
+  MESHFS_ASSIGN_OR_RETURN(volume_id_, get("volume_id"));
+  int v = std::atoi(version.c_str());
+  if (v < 1 || v > kMetadataSchemaVersion) {
+    return Status::Corruption("metadata schema version " + version +
+                              " is not supported by this meshfs (supports " +
+                              std::to_string(kMetadataSchemaVersion) + ")");
+  }
+  slice_size_ = static_cast<uint32_t>(std::strtoul(slice.c_str(), nullptr, 10));
+  if (slice_size_ == 0) return Status::Corruption("metadata slice size is invalid: " + slice);
+  if (options.slice_size != 0 && options.slice_size != slice_size_) {
+    return Status::InvalidArgument("metadata slice size " + slice + " differs from the volume's " +
+                                   std::to_string(options.slice_size));
+  }
+  if (!options.volume_id.empty() && options.volume_id != volume_id_) {
+    return Status::InvalidArgument("metadata database belongs to another volume (" + volume_id_ +
+                                   ")");
+  }
+  return Status::OK();
+}
+
+Status MetadataStore::Begin() {
+  MESHFS_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  in_txn_ = true;
+  return Status::OK();
+}
+
+Status MetadataStore::Commit(bool durable) {
+  if (durable) MESHFS_RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL"));
+  Status st = Exec("COMMIT");
+  if (durable) (void)Exec("PRAGMA synchronous=NORMAL");
+  if (!st.ok()) Rollback();
+  in_txn_ = false;
+  return st;
+}
+
+void MetadataStore::Rollback() {
+  if (sqlite3_get_autocommit(db_) == 0) (void)Exec("ROLLBACK");
+  in_txn_ = false;
+}
+
+Status MetadataStore::Sync() {
+  MESHFS_RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL"));
+  Status st = Exec("INSERT OR REPLACE INTO meta(key, value) VALUES('last_sync', strftime('%s','now'))");
+  (void)Exec("PRAGMA synchronous=NORMAL");
+  return st;
+}
+
+#define STEP_DONE(st, what) \
+  if (sqlite3_step(st) != SQLITE_DONE) return Error(what)
+
+Result<InodeRecord> MetadataStore::GetInode(uint64_t ino) {
+  MESHFS_ASSIGN_OR_RETURN(
+      sqlite3_stmt * st,
+      Prep("SELECT ino, mode, uid, gid, nlink, size, atime_ns, mtime_ns, ctime_ns, btime_ns, rdev, "
+           "gen, coalesce(length(inline), 0) + (SELECT coalesce(sum(len), 0) FROM extents e WHERE "
+           "e.ino = inodes.ino) FROM inodes WHERE ino = ?"));
+  sqlite3_bind_int64(st, 1, ToI64(ino));
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    InodeRecord r = ReadInode(st);
+    sqlite3_reset(st);
+    return r;
+  }
+  if (rc == SQLITE_DONE) return Status::NotFound("inode " + std::to_string(ino));
+  return Error("get inode");
+}
+
+Result<uint64_t> MetadataStore::InsertInode(const InodeRecord& r, std::string_view target) {
+  MESHFS_ASSIGN_OR_RETURN(
+      sqlite3_stmt * st,
+      Prep("INSERT INTO inodes(mode, uid, gid, nlink, size, atime_ns, mtime_ns, ctime_ns, "
+           "btime_ns, rdev, gen, inline, target) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  sqlite3_bind_int64(st, 1, r.mode);
+  sqlite3_bind_int64(st, 2, r.uid);
+  sqlite3_bind_int64(st, 3, r.gid);
+  sqlite3_bind_int64(st, 4, ToI64(r.nlink));
+  sqlite3_bind_int64(st, 5, ToI64(r.size));
+  sqlite3_bind_int64(st, 6, r.atime_ns);
+  sqlite3_bind_int64(st, 7, r.mtime_ns);
+  sqlite3_bind_int64(st, 8, r.ctime_ns);
+  sqlite3_bind_int64(st, 9, r.btime_ns);
+  sqlite3_bind_int64(st, 10, ToI64(r.rdev));
+  sqlite3_bind_int64(st, 11, ToI64(r.gen));
+  if (S_ISREG(r.mode)) BindBlob(st, 12, "");  // a new regular file is inline (empty)
+  if (S_ISLNK(r.mode)) BindBlob(st, 13, target);
+  STEP_DONE(st, "insert inode");
+  return static_cast<uint64_t>(sqlite3_last_insert_rowid(db_));
+}
+
+Status MetadataStore::UpdateInode(const InodeRecord& r) {
+  MESHFS_ASSIGN_OR_RETURN(
+      sqlite3_stmt * st,
+      Prep("UPDATE inodes SET mode=?, uid=?, gid=?, nlink=?, size=?, atime_ns=?, mtime_ns=?, "
+           "ctime_ns=?, btime_ns=?, rdev=?, gen=? WHERE ino=?"));
+  sqlite3_bind_int64(st, 1, r.mode);
+  sqlite3_bind_int64(st, 2, r.uid);
+  sqlite3_bind_int64(st, 3, r.gid);
+  sqlite3_bind_int64(st, 4, ToI64(r.nlink));
+  sqlite3_bind_int64(st, 5, ToI64(r.size));
+  sqlite3_bind_int64(st, 6, r.atime_ns);
+  sqlite3_bind_int64(st, 7, r.mtime_ns);
+  sqlite3_bind_int64(st, 8, r.ctime_ns);
+  sqlite3_bind_int64(st, 9, r.btime_ns);
+  sqlite3_bind_int64(st, 10, ToI64(r.rdev));
+  sqlite3_bind_int64(st, 11, ToI64(r.gen));
+  sqlite3_bind_int64(st, 12, ToI64(r.ino));
+  STEP_DONE(st, "update inode");
+  return Status::OK();
+}
+
+Status MetadataStore::DeleteInode(uint64_t ino) {
+  for (const char* sql : {"DELETE FROM inodes WHERE ino = ?", "DELETE FROM xattrs WHERE ino = ?",
+                          "DELETE FROM extents WHERE ino = ?"}) {
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prep(sql));
+    sqlite3_bind_int64(st, 1, ToI64(ino));
+    STEP_DONE(st, "delete inode");
+  }
+  return Status::OK();
+}
+
+Result<std::optional<std::string>> MetadataStore::GetInline(uint64_t ino) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prep("SELECT inline FROM inodes WHERE ino = ?"));
+  sqlite3_bind_int64(st, 1, ToI64(ino));
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return Status::NotFound("inode " + std::to_string(ino));
+  if (rc != SQLITE_ROW) return Error("get inline");
+  std::optional<std::string> out;
+  if (sqlite3_column_type(st, 0) != SQLITE_NULL) out = ColumnBlob(st, 0);
+  sqlite3_reset(st);
+  return out;
+}
+
+Status MetadataStore::SetInline(uint64_t ino, std::optional<std::string_view> data) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prep("UPDATE inodes SET inline = ? WHERE ino = ?"));
+  if (data) BindBlob(st, 1, *data);
+  sqlite3_bind_int64(st, 2, ToI64(ino));
+  STEP_DONE(st, "set inline");
+  return Status::OK();
+}
+
+Result<std::string> MetadataStore::GetTarget(uint64_t ino) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prep("SELECT target FROM inodes WHERE ino = ?"));
+  sqlite3_bind_int64(st, 1, ToI64(ino));
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return Status::NotFound("inode " + std::to_string(ino));
+  if (rc != SQLITE_ROW) return Error("get target");
+  std::string out = ColumnBlob(st, 0);
+  sqlite3_reset(st);
+  return out;
+}
+
+Result<std::vector<uint64_t>> MetadataStore::ListOrphans() {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prep("SELECT ino FROM inodes WHERE nlink = 0"));
+  std::vector<uint64_t> out;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    out.push_back(static_cast<uint64_t>(sqlite3_column_int64(st, 0)));
+  }
+  if (rc != SQLITE_DONE) return Error("list orphans");
+  return out;
+}
+
+Result<std::pair<uint64_t, uint64_t>> MetadataStore::Totals() {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                          Prep("SELECT count(*), coalesce(sum(size), 0) FROM inodes"));
+  if (sqlite3_step(st) != SQLITE_ROW) return Error("totals");
+  std::pair<uint64_t, uint64_t> out{static_cast<uint64_t>(sqlite3_column_int64(st, 0)),
+                                    static_cast<uint64_t>(sqlite3_column_int64(st, 1))};
+  sqlite3_reset(st);
+  return out;
+}
+
+Result<uint64_t> MetadataStore::Lookup(uint64_t parent, std::string_view name) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                          Prep("SELECT ino FROM dentries WHERE parent = ? AND name = ?"));
+  sqlite3_bind_int64(st, 1, ToI64(parent));
+  BindBlob(st, 2, name);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return Status::NotFound("no such entry");
+  if (rc != SQLITE_ROW) return Error("lookup");
+  uint64_t ino = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+  sqlite3_reset(st);
+  return ino;
+}
+
+Status MetadataStore::InsertDentry(uint64_t parent, std::string_view name, uint64_t ino) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                          Prep("INSERT INTO dentries(parent, name, ino) VALUES(?, ?, ?)"));
+  sqlite3_bind_int64(st, 1, ToI64(parent));
+  BindBlob(st, 2, name);
+  sqlite3_bind_int64(st, 3, ToI64(ino));
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_CONSTRAINT) {
+    sqlite3_reset(st);
+    return Status::AlreadyExists("entry exists");
+  }
+  if (rc != SQLITE_DONE) return Error("insert entry");
+  return Status::OK();
+}
+
+Status MetadataStore::DeleteDentry(uint64_t parent, std::string_view name) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                          Prep("DELETE FROM dentries WHERE parent = ? AND name = ?"));
+  sqlite3_bind_int64(st, 1, ToI64(parent));
+  BindBlob(st, 2, name);
+  STEP_DONE(st, "delete entry");
+  return Status::OK();
+}
+
+Status MetadataStore::RepointDentry(uint64_t parent, std::string_view name, uint64_t ino) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                          Prep("UPDATE dentries SET ino = ? WHERE parent = ? AND name = ?"));
+  sqlite3_bind_int64(st, 1, ToI64(ino));
+  sqlite3_bind_int64(st, 2, ToI64(parent));
+  BindBlob(st, 3, name);
+  STEP_DONE(st, "repoint entry");
+  return Status::OK();
+}
+
+Result<bool> MetadataStore::DirIsEmpty(uint64_t dir) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                          Prep("SELECT 1 FROM dentries WHERE parent = ? LIMIT 1"));
+  sqlite3_bind_int64(st, 1, ToI64(dir));
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("dir empty");
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE;
+}
+
+Result<uint64_t> MetadataStore::ParentOf(uint64_t dir) {
+  if (dir == kRootIno) return kRootIno;
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                          Prep("SELECT parent FROM dentries WHERE ino = ? LIMIT 1"));
+  sqlite3_bind_int64(st, 1, ToI64(dir));
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return Status::NotFound("directory has no parent");
+  if (rc != SQLITE_ROW) return Error("parent");
+  uint64_t p = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+  sqlite3_reset(st);
+  return p;
+}
+
+Status MetadataStore::ListDir(uint64_t dir, uint64_t after,
+                              const std::function<bool(const DirEntryRecord&)>& fn) {
+  MESHFS_ASSIGN_OR_RETURN(
+      sqlite3_stmt * st,
+      Prep("SELECT d.rowid, d.name, d.ino, i.mode FROM dentries d JOIN inodes i ON i.ino = d.ino "
+           "WHERE d.parent = ? AND d.rowid > ? ORDER BY d.rowid"));
+  sqlite3_bind_int64(st, 1, ToI64(dir));
+  sqlite3_bind_int64(st, 2, ToI64(after));
+  int rc;
+  DirEntryRecord e;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    e.cookie = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    e.name = ColumnBlob(st, 1);
+    e.ino = static_cast<uint64_t>(sqlite3_column_int64(st, 2));
+    e.mode = static_cast<uint32_t>(sqlite3_column_int64(st, 3));
+    if (!fn(e)) break;
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("list dir");
+  sqlite3_reset(st);
+  return Status::OK();
+}
+
+Result<std::string> MetadataStore::GetXattr(uint64_t ino, std::string_view name) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                          Prep("SELECT value FROM xattrs WHERE ino = ? AND name = ?"));
+  sqlite3_bind_int64(st, 1, ToI64(ino));
+  BindBlob(st, 2, name);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return Status::NotFound("no such attribute");
+  if (rc != SQLITE_ROW) return Error("get xattr");
+  std::string v = ColumnBlob(st, 0);
+  sqlite3_reset(st);
+  return v;
+}
+
+Result<bool> MetadataStore::HasXattr(uint64_t ino, std::string_view name) {
+  auto r = GetXattr(ino, name);
+  if (r.ok()) return true;
+  if (r.status().Is(Code::kNotFound)) return false;
+  return r.status();
+}
+
+Status MetadataStore::SetXattr(uint64_t ino, std::string_view name, std::string_view value) {
+  MESHFS_ASSIGN_OR_RETURN(
+      sqlite3_stmt * st, Prep("INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?, ?, ?)"));
+  sqlite3_bind_int64(st, 1, ToI64(ino));
+  BindBlob(st, 2, name);
+  BindBlob(st, 3, value);
+  STEP_DONE(st, "set xattr");
+  return Status::OK();
+}
+
+Status MetadataStore::RemoveXattr(uint64_t ino, std::string_view name) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                          Prep("DELETE FROM xattrs WHERE ino = ? AND name = ?"));
+  sqlite3_bind_int64(st, 1, ToI64(ino));
+  BindBlob(st, 2, name);
+  STEP_DONE(st, "remove xattr");
+  if (sqlite3_changes(db_) == 0) return Status::NotFound("no such attribute");
+  return Status::OK();
+}
+
+Result<std::vector<std::string>> MetadataStore::ListXattrs(uint64_t ino) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                          Prep("SELECT name FROM xattrs WHERE ino = ? ORDER BY name"));
+  sqlite3_bind_int64(st, 1, ToI64(ino));
+  std::vector<std::string> out;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) out.push_back(ColumnBlob(st, 0));
+  if (rc != SQLITE_DONE) return Error("list xattrs");
+  return out;
+}
+
+Result<std::vector<ExtentRecord>> MetadataStore::ListExtents(uint64_t ino) {
+  MESHFS_ASSIGN_OR_RETURN(
+      sqlite3_stmt * st, Prep("SELECT idx, slice, len FROM extents WHERE ino = ? ORDER BY idx"));
+  sqlite3_bind_int64(st, 1, ToI64(ino));
+  std::vector<ExtentRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    ExtentRecord e;
+    e.idx = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    auto id = SliceId::FromBytes(ColumnBlob(st, 1));
+    if (!id.ok()) {
+      sqlite3_reset(st);
+      return Status::Corruption("metadata: extent of inode " + std::to_string(ino) +
+                                " has a bad slice address");
+    }
+    e.slice = *id;
+    e.len = static_cast<uint32_t>(sqlite3_column_int64(st, 2));
+    out.push_back(e);
+  }
+  if (rc != SQLITE_DONE) return Error("list extents");
+  return out;
+}
+
+Status MetadataStore::PutExtent(uint64_t ino, const ExtentRecord& e) {
+  MESHFS_ASSIGN_OR_RETURN(
+      sqlite3_stmt * st,
+      Prep("INSERT OR REPLACE INTO extents(ino, idx, slice, len) VALUES(?, ?, ?, ?)"));
+  sqlite3_bind_int64(st, 1, ToI64(ino));
+  sqlite3_bind_int64(st, 2, ToI64(e.idx));
+  BindBlob(st, 3, e.slice.Raw());
+  sqlite3_bind_int64(st, 4, e.len);
+  STEP_DONE(st, "put extent");
+  return Status::OK();
+}
+
+Status MetadataStore::DeleteExtent(uint64_t ino, uint64_t idx) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                          Prep("DELETE FROM extents WHERE ino = ? AND idx = ?"));
+  sqlite3_bind_int64(st, 1, ToI64(ino));
+  sqlite3_bind_int64(st, 2, ToI64(idx));
+  STEP_DONE(st, "delete extent");
+  return Status::OK();
+}
+
+Status MetadataStore::DeleteExtentsFrom(uint64_t ino, uint64_t from) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
+                          Prep("DELETE FROM extents WHERE ino = ? AND idx >= ?"));
+  sqlite3_bind_int64(st, 1, ToI64(ino));
+  sqlite3_bind_int64(st, 2, ToI64(from));
+  STEP_DONE(st, "delete extents");
+  return Status::OK();
+}
+
+}  // namespace meshfs::fs
