@@ -13,11 +13,6 @@ void RegisterMountCommands(CLI::App& app, CommandTable& table) {
   mount->add_flag("-f,--foreground", foreground, "Stay in the foreground");
   mount->add_option("-o", options, "Mount options, OPT[,OPT...]")->delimiter(',');
   table.Add(mount, [] { return NotImplemented("mount"); });
-
-  auto* umount = app.add_subcommand("umount", "Flush, wait for uploads, unmount");
-  static std::string umount_point;
-  umount->add_option("MOUNTPOINT", umount_point)->required();
-  table.Add(umount, [] { return NotImplemented("umount"); });
 }
 
 }  // namespace meshfs::cli
