@@ -222,8 +222,12 @@ void PrintPeersTable(const json& peers) {
                  const std::string& r, const std::string& note) {
     std::cout << std::left << std::setw(static_cast<int>(w_addr)) << a << "  "
               << std::setw(static_cast<int>(w_id)) << i << "  "
-              << std::setw(static_cast<int>(w_state)) << s << "  " << std::setw(8) << r;
-    if (!note.empty()) std::cout << "  " << note;
+              << std::setw(static_cast<int>(w_state)) << s << "  ";
+    if (note.empty()) {
+      std::cout << r;
+    } else {
+      std::cout << std::setw(8) << r << "  " << note;
+    }
     std::cout << "\n";
   };
   row("ADDR", "ID", "STATE", "RTT", "");

@@ -108,14 +108,24 @@ Result<VolumeTarget> ResolveTarget(std::string_view arg) {
 
   // A mountpoint first: the kernel's table is the truth about what is mounted.
   const std::filesystem::path as_path = Normal(std::string(arg));
+  // The kernel lists the real path; resolve symlinks in the parent only (the
+  // mountpoint itself may answer ENOTCONN when its daemon died).
+  std::error_code ec;
+  std::filesystem::path real_path = as_path;
+  if (as_path.has_parent_path()) {
+    auto parent = std::filesystem::canonical(as_path.parent_path(), ec);
+    if (!ec) real_path = parent / as_path.filename();
+  }
   for (const MountEntry& e : table) {
-    if (!IsFuse(e) || e.mountpoint != as_path.native()) continue;
+    if (!IsFuse(e) || (e.mountpoint != as_path.native() && e.mountpoint != real_path.native())) {
+      continue;
+    }
     if (e.source.empty() || e.source[0] != '/') {
       return Status::NotFound(std::string(arg) + " is a FUSE mount of '" + e.source +
                               "', not of a meshfs volume directory");
     }
     t.volume_dir = e.source;
-    t.mountpoint = as_path;
+    t.mountpoint = e.mountpoint;
     t.kernel_mounted = true;
     ReadMountJson(t);
     return t;
@@ -123,7 +133,6 @@ Result<VolumeTarget> ResolveTarget(std::string_view arg) {
 
   // Otherwise a volume directory (or a bare volume name).
   t.volume_dir = Normal(fs::ResolveVolumeDir(arg));
-  std::error_code ec;
   if (!std::filesystem::is_regular_file(t.volume_dir / "config.toml", ec)) {
     return Status::NotFound(std::string(arg) + " is neither a meshfs volume (no config.toml in " +
                             t.volume_dir.native() + ") nor a mounted meshfs mountpoint");
