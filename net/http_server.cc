@@ -1,0 +1,222 @@
+// libmicrohttpd wrapper (see http_server.h).
+#include "http_server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "meshfs/core/log.h"
+
+namespace meshfs::net {
+
+struct HttpServer::Conn {
+  ServerRequest request;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  int status = 0;
+  uint64_t response_bytes = 0;
+  bool handled = false;
+};
+
+struct HttpServerCallbacks {
+  static MHD_Result CollectValue(void* cls, MHD_ValueKind, const char* key, const char* value) {
+    auto* map = static_cast<std::map<std::string, std::string>*>(cls);
+    if (key == nullptr) return MHD_YES;
+    std::string k(key);
+    for (char& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    (*map)[k] = value == nullptr ? "" : value;
+    return MHD_YES;
+  }
+
+  static MHD_Result Queue(MHD_Connection* connection, HttpServer::Conn* conn,
+                          ServerResponse& resp) {
+    MHD_Response* r = nullptr;
+    if (resp.fd >= 0) {
+      r = MHD_create_response_from_fd64(resp.fd_size, resp.fd);
+      conn->response_bytes = resp.fd_size;
+      if (r == nullptr) ::close(resp.fd);
+    } else {
+      r = MHD_create_response_from_buffer(resp.body.size(), resp.body.data(),
+                                          MHD_RESPMEM_MUST_COPY);
+      conn->response_bytes = resp.body.size();
+    }
+    if (r == nullptr) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp.content_type.c_str());
+    for (const auto& [k, v] : resp.headers) MHD_add_response_header(r, k.c_str(), v.c_str());
+    conn->status = resp.status;
+    const MHD_Result ret = MHD_queue_response(connection, static_cast<unsigned>(resp.status), r);
+    MHD_destroy_response(r);
+    return ret;
+  }
+
+  static MHD_Result Access(void* cls, MHD_Connection* connection, const char* url,
+                           const char* method, const char* /*version*/, const char* upload_data,
+                           size_t* upload_data_size, void** con_cls) {
+    auto* server = static_cast<HttpServer*>(cls);
+    auto* conn = static_cast<HttpServer::Conn*>(*con_cls);
+    try {
+      if (conn == nullptr) {
+        conn = new HttpServer::Conn();
+        *con_cls = conn;
+        server->in_flight_.fetch_add(1);
+        conn->request.method = method;
+        conn->request.path = url;
+        MHD_get_connection_values(connection, MHD_HEADER_KIND, &CollectValue,
+                                  &conn->request.headers);
+        MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, &CollectValue,
+                                  &conn->request.query);
+        auto it = conn->request.headers.find("content-length");
+        if (it != conn->request.headers.end()) {
+          const uint64_t len = std::strtoull(it->second.c_str(), nullptr, 10);
+          if (len > server->options_.max_body_bytes) {
+            conn->request.body_too_large = true;
+            // Far too large to bother reading: answer now and close.
+            if (len > 4 * server->options_.max_body_bytes + (1 << 20)) {
+              conn->request.body_bytes = len;
+              ServerResponse resp = ServerResponse::Text(413, "request body too large");
+              conn->handled = true;
+              return Queue(connection, conn, resp);
+            }
+          } else {
+            conn->request.body.reserve(len);
+          }
+        }
+        return MHD_YES;
+      }
+      if (conn->handled) {
+        *upload_data_size = 0;  // discard whatever still arrives
+        return MHD_YES;
+      }
+      if (*upload_data_size > 0) {
+        ServerRequest& req = conn->request;
+        req.body_bytes += *upload_data_size;
+        if (!req.body_too_large &&
+            req.body.size() + *upload_data_size <= server->options_.max_body_bytes) {
+          req.body.append(upload_data, *upload_data_size);
+        } else {
+          req.body_too_large = true;
+          req.body.clear();
+          req.body.shrink_to_fit();
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+      }
+      conn->handled = true;
+      ServerResponse resp;
+      try {
+        resp = server->handler_(conn->request);
+      } catch (const std::exception& e) {
+        LogError("node", std::string("request handler failed: ") + e.what());
+        resp = ServerResponse::Text(500, "internal error");
+      }
+      return Queue(connection, conn, resp);
+    } catch (...) {
+      return MHD_NO;
+    }
+  }
+
+  static void Completed(void* cls, MHD_Connection*, void** con_cls,
+                        MHD_RequestTerminationCode) {
+    auto* server = static_cast<HttpServer*>(cls);
+    auto* conn = static_cast<HttpServer::Conn*>(*con_cls);
+    if (conn == nullptr) return;
+    *con_cls = nullptr;
+    if (server->observer_ && conn->status != 0) {
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - conn->start).count();
+      try {
+        server->observer_(conn->request, conn->status, conn->response_bytes, secs);
+      } catch (...) {
+      }
+    }
+    delete conn;
+    server->in_flight_.fetch_sub(1);
+  }
+
+  static void Logger(void*, const char* fmt, va_list ap) {
+    char buf[512];
+    std::vsnprintf(buf, sizeof(buf), fmt, ap);
+    std::string s(buf);
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    LogDebug("http", s);
+  }
+};
+
+HttpServer::HttpServer(Options options, Handler handler, Observer observer)
+    : options_(std::move(options)), handler_(std::move(handler)), observer_(std::move(observer)) {}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(Options options, Handler handler,
+                                                      Observer observer) {
+  std::unique_ptr<HttpServer> server(
+      new HttpServer(std::move(options), std::move(handler), std::move(observer)));
+  const std::string where = server->options_.listen.ToString();
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(server->options_.listen.port);
+  const int gai = ::getaddrinfo(server->options_.listen.host.c_str(), port.c_str(), &hints, &res);
+  if (gai != 0 || res == nullptr) {
+    return Status::InvalidArgument("cannot listen on " + where + ": " + ::gai_strerror(gai));
+  }
+  sockaddr_storage addr{};
+  std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
+  const bool v6 = res->ai_family == AF_INET6;
+  ::freeaddrinfo(res);
+
+  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+                   MHD_USE_ERROR_LOG | MHD_USE_POLL;
+  if (v6) flags |= MHD_USE_IPv6;
+  // The port is passed in the sockaddr; MHD's own port argument is ignored then.
+  server->daemon_ = MHD_start_daemon(
+      flags, server->options_.listen.port, nullptr, nullptr, &HttpServerCallbacks::Access,
+      server.get(), MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&addr),
+      MHD_OPTION_NOTIFY_COMPLETED, &HttpServerCallbacks::Completed, server.get(),
+      MHD_OPTION_CONNECTION_LIMIT, server->options_.max_connections,
+      MHD_OPTION_CONNECTION_TIMEOUT, server->options_.idle_timeout_s,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(256 * 1024),
+      MHD_OPTION_EXTERNAL_LOGGER, &HttpServerCallbacks::Logger, nullptr,
+      MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+  if (server->daemon_ == nullptr) {
+    return Status::IOError("cannot listen on " + where +
+                           ": address in use or not available (is another node running?)");
+  }
+  const MHD_DaemonInfo* info = MHD_get_daemon_info(server->daemon_, MHD_DAEMON_INFO_BIND_PORT);
+  server->port_ = info != nullptr ? info->port : server->options_.listen.port;
+  return server;
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::StopAccepting() {
+  if (daemon_ == nullptr || !accepting_) return;
+  accepting_ = false;
+  const MHD_socket fd = MHD_quiesce_daemon(daemon_);
+  if (fd != MHD_INVALID_SOCKET) ::close(fd);
+}
+
+bool HttpServer::Drain(int timeout_ms) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (in_flight_.load() > 0) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+void HttpServer::Stop() {
+  if (daemon_ == nullptr) return;
+  MHD_stop_daemon(daemon_);
+  daemon_ = nullptr;
+}
+
+}  // namespace meshfs::net
