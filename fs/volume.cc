@@ -26,6 +26,8 @@ namespace stdfs = std::filesystem;
 constexpr int kConfigFormatVersion = 1;
 constexpr int kMaxReplicas = 16;
 constexpr size_t kMaxKeyFileSize = 4096;
+constexpr const char* kExportFormat = "meshfs-volume-export";
+constexpr int kExportFormatVersion = 1;
 
 Status BadConfig(const std::string& why) {
   return Status::InvalidArgument("config.toml: " + why);
@@ -152,72 +154,104 @@ Result<uint32_t> ParseSliceSize(std::string_view text) {
   return static_cast<uint32_t>(v);
 }
 
-Result<VolumeConfig> VolumeConfig::Parse(std::string_view toml_text) {
-  toml::table t;
+namespace {
+
+// Reads the fields shared by config.toml and the export file into `c`.
+Status ReadConfigFields(const toml::table& t, VolumeConfig& c) {
+  const auto id = t["volume_id"].value<std::string>();
+  if (!id) return Status::InvalidArgument("volume_id is missing");
+  if (id->size() != 64 || !HexDecode(*id).ok()) {
+    return Status::InvalidArgument("volume_id must be 64 lowercase hex digits");
+  }
+  c.volume_id = *id;
+  const toml::array* peers = t["peers"].as_array();
+  if (peers == nullptr) return Status::InvalidArgument("peers is missing (a list of \"HOST:PORT\")");
+  for (const auto& p : *peers) {
+    const auto s = p.value<std::string>();
+    if (!s) return Status::InvalidArgument("peers must be a list of \"HOST:PORT\" strings");
+    if (!ValidPeer(*s)) return Status::InvalidArgument("peer '" + *s + "' is not HOST:PORT");
+    c.peers.push_back(*s);
+  }
+  if (c.peers.empty()) return Status::InvalidArgument("peers is empty");
+  const auto replicas = t["replicas"].value<int64_t>();
+  if (!replicas) return Status::InvalidArgument("replicas is missing");
+  if (*replicas < 1 || *replicas > kMaxReplicas) {
+    return Status::InvalidArgument("replicas must be 1.." + std::to_string(kMaxReplicas));
+  }
+  c.replicas = static_cast<int>(*replicas);
+  const auto slice = t["slice_size"].value<int64_t>();
+  if (!slice) return Status::InvalidArgument("slice_size is missing");
+  if (*slice < kMinSliceSize || *slice > kMaxSliceSize) {
+    return Status::InvalidArgument("slice_size must be 65536..16777216 bytes");
+  }
+  c.slice_size = static_cast<uint32_t>(*slice);
+  const auto kind = t["key_kind"].value<std::string>();
+  if (!kind) return Status::InvalidArgument("key_kind is missing");
+  if (*kind == "wrapped") {
+    c.key_wrapped = true;
+  } else if (*kind == "raw") {
+    c.key_wrapped = false;
+  } else {
+    return Status::InvalidArgument("key_kind must be \"wrapped\" or \"raw\"");
+  }
+  return Status::OK();
+}
+
+Result<toml::table> ParseToml(std::string_view text) {
   try {
-    t = toml::parse(toml_text);
+    return toml::parse(text);
   } catch (const toml::parse_error& e) {
     std::ostringstream msg;
     msg << "not valid TOML at line " << e.source().begin.line << ": " << e.description();
-    return BadConfig(msg.str());
+    return Status::InvalidArgument(msg.str());
   }
+}
+
+}  // namespace
+
+Status VolumeConfig::Validate() const {
+  if (format_version != kConfigFormatVersion) {
+    return Status::InvalidArgument("format version " + std::to_string(format_version) +
+                                   " is not supported (this meshfs reads version " +
+                                   std::to_string(kConfigFormatVersion) + ")");
+  }
+  if (volume_id.size() != 64 || !HexDecode(volume_id).ok()) {
+    return Status::InvalidArgument("volume_id must be 64 lowercase hex digits");
+  }
+  if (peers.empty()) return Status::InvalidArgument("peers is empty");
+  for (const auto& p : peers) {
+    if (!ValidPeer(p)) return Status::InvalidArgument("peer '" + p + "' is not HOST:PORT");
+  }
+  if (replicas < 1 || replicas > kMaxReplicas) {
+    return Status::InvalidArgument("replicas must be 1.." + std::to_string(kMaxReplicas));
+  }
+  if (slice_size < kMinSliceSize || slice_size > kMaxSliceSize) {
+    return Status::InvalidArgument("slice_size must be 65536..16777216 bytes");
+  }
+  if (!key_file.empty()) {
+    if (key_file[0] != '/') return Status::InvalidArgument("key_file must be an absolute path");
+    if (key_wrapped) return Status::InvalidArgument("key_file is only for key_kind = \"raw\"");
+  }
+  return Status::OK();
+}
+
+Result<VolumeConfig> VolumeConfig::Parse(std::string_view toml_text) {
+  auto t = ParseToml(toml_text);
+  if (!t.ok()) return t.status().WithContext("config.toml");
   VolumeConfig c;
-  const auto version = t["format_version"].value<int64_t>();
+  const auto version = (*t)["format_version"].value<int64_t>();
   if (!version) return BadConfig("format_version is missing");
   if (*version != kConfigFormatVersion) {
     return BadConfig("format version " + std::to_string(*version) +
                      " is not supported (this meshfs reads version " +
                      std::to_string(kConfigFormatVersion) + ")");
   }
-  c.format_version = kConfigFormatVersion;
-
-  const auto id = t["volume_id"].value<std::string>();
-  if (!id) return BadConfig("volume_id is missing");
-  if (id->size() != 64 || !HexDecode(*id).ok()) {
-    return BadConfig("volume_id must be 64 lowercase hex digits");
+  Status st = ReadConfigFields(*t, c);
+  if (st.ok()) {
+    if (auto kf = (*t)["key_file"].value<std::string>()) c.key_file = *kf;
+    st = c.Validate();
   }
-  c.volume_id = *id;
-
-  const toml::array* peers = t["peers"].as_array();
-  if (peers == nullptr) return BadConfig("peers is missing (a list of \"HOST:PORT\")");
-  for (const auto& p : *peers) {
-    const auto s = p.value<std::string>();
-    if (!s || !ValidPeer(*s)) {
-      return BadConfig("peer " + (s ? "'" + *s + "'" : std::string("entry")) +
-                       " is not HOST:PORT");
-    }
-    c.peers.push_back(*s);
-  }
-  if (c.peers.empty()) return BadConfig("peers is empty");
-
-  const auto replicas = t["replicas"].value<int64_t>();
-  if (!replicas) return BadConfig("replicas is missing");
-  if (*replicas < 1 || *replicas > kMaxReplicas) {
-    return BadConfig("replicas must be 1.." + std::to_string(kMaxReplicas));
-  }
-  c.replicas = static_cast<int>(*replicas);
-
-  const auto slice = t["slice_size"].value<int64_t>();
-  if (!slice) return BadConfig("slice_size is missing");
-  if (*slice < kMinSliceSize || *slice > kMaxSliceSize) {
-    return BadConfig("slice_size must be 65536..16777216 bytes");
-  }
-  c.slice_size = static_cast<uint32_t>(*slice);
-
-  const auto kind = t["key_kind"].value<std::string>();
-  if (!kind) return BadConfig("key_kind is missing");
-  if (*kind == "wrapped") {
-    c.key_wrapped = true;
-  } else if (*kind == "raw") {
-    c.key_wrapped = false;
-  } else {
-    return BadConfig("key_kind must be \"wrapped\" or \"raw\"");
-  }
-  if (auto kf = t["key_file"].value<std::string>()) {
-    if (kf->empty() || (*kf)[0] != '/') return BadConfig("key_file must be an absolute path");
-    if (c.key_wrapped) return BadConfig("key_file is only for key_kind = \"raw\"");
-    c.key_file = *kf;
-  }
+  if (!st.ok()) return st.WithContext("config.toml");
   return c;
 }
 
@@ -233,6 +267,55 @@ std::string VolumeConfig::ToToml() const {
   out += "slice_size = " + std::to_string(slice_size) + "\n";
   out += std::string("key_kind = ") + (key_wrapped ? "\"wrapped\"" : "\"raw\"") + "\n";
   if (!key_file.empty()) out += "key_file = " + TomlString(key_file) + "\n";
+  return out;
+}
+
+Result<VolumeExport> VolumeExport::Parse(std::string_view toml_text) {
+  auto t = ParseToml(toml_text);
+  if (!t.ok()) return t.status().WithContext("export file");
+  const auto format = (*t)["format"].value<std::string>();
+  if (!format || *format != kExportFormat) {
+    return Status::InvalidArgument("export file: not a meshfs volume export (made by meshfs key export)");
+  }
+  const auto version = (*t)["format_version"].value<int64_t>();
+  if (!version || *version != kExportFormatVersion) {
+    return Status::InvalidArgument("export file: unknown format version " +
+                                   (version ? std::to_string(*version) : std::string("(missing)")) +
+                                   " (this meshfs reads version 1)");
+  }
+  VolumeExport e;
+  Status st = ReadConfigFields(*t, e.config);
+  if (st.ok()) st = e.config.Validate();
+  if (!st.ok()) return st.WithContext("export file");
+  const auto key = (*t)["key"].value<std::string>();
+  if (!key) return Status::InvalidArgument("export file: key is missing");
+  auto bytes = HexDecode(*key);
+  if (!bytes.ok()) return Status::InvalidArgument("export file: key is not lowercase hex");
+  auto wrapped = KeyFileIsWrapped(*bytes);
+  if (!wrapped.ok()) return Status::InvalidArgument("export file: " + wrapped.status().message());
+  if (*wrapped != e.config.key_wrapped) {
+    return Status::InvalidArgument("export file: key_kind does not match the key");
+  }
+  e.key_file_bytes = std::move(*bytes);
+  return e;
+}
+
+std::string VolumeExport::ToToml() const {
+  VolumeConfig c = config;
+  c.key_file.clear();
+  std::string out;
+  out += "# meshfs volume export: the key and configuration of one volume.\n";
+  out += "# Recreate the volume elsewhere with: meshfs init VOLUME --import THIS_FILE\n";
+  out += c.key_wrapped
+             ? "# The key is wrapped under the volume's passphrase: keep both safe.\n"
+             : "# The key is NOT wrapped: anyone with this file can read the volume.\n";
+  out += std::string("format = \"") + kExportFormat + "\"\n";
+  out += "format_version = " + std::to_string(kExportFormatVersion) + "\n";
+  // The config fields, as in config.toml (minus its own header and version).
+  const std::string body = c.ToToml();
+  const size_t start = body.find("volume_id");
+  out += body.substr(start);
+  out += "key = \"" + HexEncode(key_file_bytes) + "\"\n";
   return out;
 }
 

@@ -29,6 +29,23 @@ struct VolumeConfig {
   // slice size 64 KiB..16 MiB). InvalidArgument naming the field otherwise.
   static Result<VolumeConfig> Parse(std::string_view toml_text);
   std::string ToToml() const;
+  // The checks of Parse on an in-memory config: InvalidArgument naming the
+  // field ("peer 'x' is not HOST:PORT", "replicas must be 1..16", ...).
+  Status Validate() const;
+};
+
+// `meshfs key export` output: a TOML document holding the volume's config
+// (volume id, peers, replicas, slice size) and its key file (hex), wrapped
+// under the volume's passphrase, or raw when the volume uses --key-file.
+// See docs/format.md ("Export file").
+struct VolumeExport {
+  VolumeConfig config;         // key_file is never exported
+  std::string key_file_bytes;  // a key file as WrapMasterKey/EncodeRawKeyFile make
+
+  // InvalidArgument naming what is wrong (not an export, unknown version,
+  // bad field, damaged key).
+  static Result<VolumeExport> Parse(std::string_view toml_text);
+  std::string ToToml() const;
 };
 
 // "1M", "64K", "16M", "1MiB", "65536": a slice size in bytes, which must be
