@@ -418,7 +418,7 @@ int GossipAgent::RunOnce() {
     for (const Member& m : msg->members) {
       if (m.id == msg->sender) {
         // Feeds Vivaldi; a bad sample is simply not used.
-        (void)vivaldi_.Update(m.coord, reply->rtt_ms);
+        (void)vivaldi_.Update(m.coord, reply->rtt_ms, msg->sender);
         break;
       }
     }
@@ -473,8 +473,9 @@ std::map<std::string, int> GossipAgent::MemberCounts() const {
   return membership_.Counts();
 }
 
-Status GossipAgent::ObserveRtt(const Coordinate& remote, double rtt_ms) {
-  return vivaldi_.Update(remote, rtt_ms);
+Status GossipAgent::ObserveRtt(const Coordinate& remote, double rtt_ms, std::string_view peer) {
+  if (peer.empty()) return vivaldi_.Update(remote, rtt_ms);
+  return vivaldi_.Update(remote, rtt_ms, peer);
 }
 
 Coordinate GossipAgent::coordinate() const { return vivaldi_.coordinate(); }

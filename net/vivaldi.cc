@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 namespace meshfs::net {
 namespace {
@@ -109,8 +110,30 @@ Status Vivaldi::Update(const Coordinate& remote, double rtt_ms) {
     return Status::InvalidArgument("vivaldi: RTT sample out of range: " + std::to_string(rtt_ms));
   }
   if (!remote.IsSane()) return Status::InvalidArgument("vivaldi: remote coordinate out of range");
-
   std::lock_guard<std::mutex> lock(mu_);
+  return UpdateLocked(remote, rtt_ms);
+}
+
+Status Vivaldi::Update(const Coordinate& remote, double rtt_ms, std::string_view peer) {
+  if (!Finite(rtt_ms) || rtt_ms <= 0 || rtt_ms > kMaxRttMs) {
+    return Status::InvalidArgument("vivaldi: RTT sample out of range: " + std::to_string(rtt_ms));
+  }
+  if (!remote.IsSane()) return Status::InvalidArgument("vivaldi: remote coordinate out of range");
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = filters_.find(peer);
+  if (it == filters_.end()) {
+    if (filters_.size() >= kMaxFilterPeers) filters_.erase(filters_.begin());
+    it = filters_.emplace(std::string(peer), std::deque<double>{}).first;
+  }
+  std::deque<double>& window = it->second;
+  window.push_back(rtt_ms);
+  if (window.size() > kFilterSamples) window.pop_front();
+  std::vector<double> sorted(window.begin(), window.end());
+  std::sort(sorted.begin(), sorted.end());
+  return UpdateLocked(remote, sorted[sorted.size() / 2]);
+}
+
+Status Vivaldi::UpdateLocked(const Coordinate& remote, double rtt_ms) {
   Coordinate c = coord_;
   const double remote_height = std::max(remote.height, kMinHeightMs);
   const double remote_error = std::clamp(remote.error, kMinError, kMaxError);

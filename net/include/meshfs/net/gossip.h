@@ -185,8 +185,9 @@ class GossipAgent final {
   std::map<std::string, int> MemberCounts() const;
 
   // Added: feeds one RTT sample (e.g. from a ping) to this node's Vivaldi
-  // coordinate; InvalidArgument for bad samples.
-  Status ObserveRtt(const Coordinate& remote, double rtt_ms);
+  // coordinate, through the per-peer latency filter when `peer` (id or
+  // address) is given; InvalidArgument for bad samples.
+  Status ObserveRtt(const Coordinate& remote, double rtt_ms, std::string_view peer = {});
   Coordinate coordinate() const;
   // Added: a copy of the table (Members()) for callers that want structs.
   std::vector<Member> Members() const;

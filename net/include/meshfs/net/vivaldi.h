@@ -18,8 +18,13 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <mutex>
+#include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -66,6 +71,14 @@ class Vivaldi final {
   // is `remote`. InvalidArgument (and no change) when rtt_ms is not finite,
   // <= 0 or > kMaxRttMs, or `remote` is not sane.
   Status Update(const Coordinate& remote, double rtt_ms);
+  // The same, but the sample first passes a per-peer moving median of the
+  // last kFilterSamples samples (the latency filter of Ledlie, Gardner,
+  // Seltzer: "Network Coordinates in the Wild", NSDI 2007), so one-off
+  // spikes (a queue, a retransmission) do not jolt the coordinate. `peer`
+  // names the remote (id or address); at most kMaxFilterPeers are tracked.
+  Status Update(const Coordinate& remote, double rtt_ms, std::string_view peer);
+  static constexpr size_t kFilterSamples = 5;
+  static constexpr size_t kMaxFilterPeers = 4096;
 
   // The current coordinate (a copy).
   Coordinate coordinate() const;
@@ -77,10 +90,13 @@ class Vivaldi final {
   static double PredictRtt(const Coordinate& a, const Coordinate& b);
 
  private:
+  Status UpdateLocked(const Coordinate& remote, double rtt_ms);  // REQUIRES: mu_ held
+
   const Options options_;
   mutable std::mutex mu_;
   Coordinate coord_;     // guarded by mu_
   uint64_t rng_state_;   // guarded by mu_
+  std::map<std::string, std::deque<double>, std::less<>> filters_;  // guarded by mu_
 };
 
 }  // namespace meshfs::net
