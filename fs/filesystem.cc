@@ -326,7 +326,9 @@ int Filesystem::SetAttr(const Caller& /*c*/, uint64_t ino, const SetAttrRequest&
     auto data = LoadData(ino);
     if (!data.ok()) return Err(data.status(), "truncate");
     Status st = (*data)->Truncate(*req.size);
-    if (st.ok()) st = (*data)->Commit();
+    // A cut partial slice is a dirty buffer: write it back now, so the
+    // FileData of a file nobody has open can be dropped.
+    if (st.ok()) st = (*data)->Flush(false);
     {
       std::lock_guard<std::mutex> lock(table_mu_);
       auto it = nodes_.find(ino);

@@ -210,11 +210,12 @@ Status MetadataStore::Begin() {
 }
 
 Status MetadataStore::Commit(bool durable) {
-  if (durable) MESHFS_RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL"));
   Status st = Exec("COMMIT");
-  if (durable) (void)Exec("PRAGMA synchronous=NORMAL");
   if (!st.ok()) Rollback();
   in_txn_ = false;
+  // The safety level cannot change inside a transaction: a durable commit is
+  // an ordinary one followed by a synchronous write that syncs the WAL.
+  if (st.ok() && durable) st = Sync();
   return st;
 }
 
