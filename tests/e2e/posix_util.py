@@ -268,6 +268,18 @@ class MeshfsEnv:
         """Set of slice addresses stored on each node (from its data dir)."""
         return [node_slice_files(n) for n in self.nodes]
 
+    def stop_nodes(self):
+        for n in self.nodes:
+            if n.alive():
+                n.stop()
+
+    def restart_nodes(self):
+        """Starts every stopped peer again on its port and data directory."""
+        for i, n in enumerate(self.nodes):
+            if not n.alive():
+                others = [o.addr for o in self.nodes if o is not n]
+                n.restart(join=others[:1])
+
     def unexpected_errors(self):
         bad = []
         for p in self.nodes + self.old_mounts + ([self.mount] if self.mount else []):
