@@ -316,19 +316,23 @@ GossipAgent::GossipAgent(SelfInfo self, GossipOptions options, GossipTransport* 
 
 GossipAgent::~GossipAgent() { Stop(); }
 
+void GossipAgent::SetSeeds(const std::vector<PeerAddress>& seeds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  seeds_.clear();
+  for (const auto& s : seeds) {
+    std::string addr = s.ToString();
+    if (addr != self_addr_ && std::find(seeds_.begin(), seeds_.end(), addr) == seeds_.end()) {
+      seeds_.push_back(std::move(addr));
+    }
+  }
+}
+
 void GossipAgent::Start(const std::vector<PeerAddress>& seeds) {
   std::lock_guard<std::mutex> start_lock(thread_mu_);
   if (thread_.joinable()) return;
+  SetSeeds(seeds);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    seeds_.clear();
-    for (const auto& s : seeds) {
-      std::string addr = s.ToString();
-      if (addr != self_addr_ &&
-          std::find(seeds_.begin(), seeds_.end(), addr) == seeds_.end()) {
-        seeds_.push_back(std::move(addr));
-      }
-    }
     stopping_ = false;
   }
   thread_ = std::thread([this] { Loop(); });

@@ -165,6 +165,9 @@ class GossipAgent final {
   void Start(const std::vector<PeerAddress>& seeds);
   // Stops and joins the thread. Idempotent.
   void Stop();
+  // Added: sets the seeds without starting the thread (for RunOnce callers);
+  // this node's own address is left out.
+  void SetSeeds(const std::vector<PeerAddress>& seeds);
 
   // One exchange round (what the thread does every interval): heartbeat,
   // timeouts, exchanges with fanout live members (+ seeds, + one probe).
