@@ -144,10 +144,6 @@ Status DiskStore::Init() {
   MESHFS_RETURN_IF_ERROR(MakeDir(dir));
   MESHFS_RETURN_IF_ERROR(MakeDir(dir + "/slices"));
   MESHFS_RETURN_IF_ERROR(MakeDir(dir + "/tmp"));
-  for (int i = 0; i < 256; ++i) {
-    const char name[3] = {kHexDigits[i >> 4], kHexDigits[i & 15], 0};
-    MESHFS_RETURN_IF_ERROR(MakeDir(dir + "/slices/" + name));
-  }
 
   // Leftovers of interrupted writes.
   int removed = 0;
@@ -191,7 +187,11 @@ Status DiskStore::Init() {
     const char name[3] = {kHexDigits[i >> 4], kHexDigits[i & 15], 0};
     const std::string sub = dir + "/slices/" + name;
     DIR* d = ::opendir(sub.c_str());
-    if (d == nullptr) return ErrnoStatus("cannot read " + sub, errno);
+    if (d == nullptr) {
+      if (errno == ENOENT) continue;  // fan-out directories are made on first use
+      return ErrnoStatus("cannot read " + sub, errno);
+    }
+    fanout_made_[static_cast<size_t>(i)] = true;
     while (dirent* e = ::readdir(d)) {
       const std::string_view fname = e->d_name;
       if (fname == "." || fname == "..") continue;
@@ -287,6 +287,13 @@ Result<bool> DiskStore::Put(const SliceId& id, std::string_view blob, std::strin
     reserved_ -= size;
     writing_.erase(id);
     cv_.notify_all();
+    const size_t fan = static_cast<size_t>(id.bytes()[0]);
+    if (st.ok() && !fanout_made_[fan]) {
+      st = MakeDir(options_.dir + "/slices/" + hex.substr(0, 2));
+      if (st.ok()) st = FsyncDir(options_.dir + "/slices");
+      if (st.ok()) fanout_made_[fan] = true;
+    }
+    if (!st.ok()) ::unlink(tmp.c_str());
     if (st.ok() && ::rename(tmp.c_str(), final_path.c_str()) != 0) {
       st = ErrnoStatus("cannot rename into " + final_path, errno);
       ::unlink(tmp.c_str());

@@ -3,6 +3,7 @@
 //
 // Layout under DIR (docs/protocol.md "On-disk layout"):
 //   slices/XY/<64 hex>   one file per blob, fanned out by the first byte
+//                        (XY made on first use)
 //   tmp/                 blobs being written (emptied at start)
 //   index.db             SQLite: refs(addr, owner), nonces, roots
 //   node_id              this node's id (random, made at first start)
@@ -14,6 +15,7 @@
 // Thread-safety: all methods may be called concurrently.
 #pragma once
 
+#include <bitset>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -107,6 +109,7 @@ class DiskStore final {
   uint64_t used_ = 0;                                // GUARDED_BY(mu_)
   uint64_t reserved_ = 0;                            // GUARDED_BY(mu_)
   uint64_t tmp_counter_ = 0;                         // GUARDED_BY(mu_)
+  std::bitset<256> fanout_made_;                     // GUARDED_BY(mu_)
 };
 
 }  // namespace meshfs::net
