@@ -215,10 +215,8 @@ void ControlServer::Stop() {
     std::lock_guard<std::mutex> lock(mu_);
     conns.swap(connections_);
   }
-  for (auto& c : conns) {
-    // Wakes a thread blocked in send(); a running handler finishes first.
-    ::shutdown(c->fd, SHUT_RDWR);
-  }
+  // Serving threads wake on the pipe; one running a handler finishes it and
+  // sends its reply first (sends are bounded by SO_SNDTIMEO).
   for (auto& c : conns) {
     if (c->thread.joinable()) c->thread.join();
   }
@@ -459,6 +457,164 @@ Result<nlohmann::json> ControlClient::Call(
       return Status::Unavailable("the mount daemon closed the control connection before replying");
     }
     buffer_.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+namespace {
+
+constexpr int64_t kDefaultSyncTimeoutMs = 300'000;
+constexpr int64_t kDefaultUnmountTimeoutMs = 60'000;
+
+nlohmann::json PendingJson(const UploadStats& s) {
+  return {{"pending_slices", s.pending_slices}, {"pending_bytes", s.pending_bytes}};
+}
+
+int64_t TimeoutOf(const nlohmann::json& request, int64_t fallback) {
+  auto it = request.find("timeout_ms");
+  if (it == request.end() || !it->is_number_integer()) return fallback;
+  int64_t v = it->get<int64_t>();
+  return v < 0 ? fallback : v;
+}
+
+ControlServer::Handler Unsupported(const std::string& op) {
+  return [op](const nlohmann::json&, const ControlServer::Progress&) -> Result<nlohmann::json> {
+    return Status::NotSupported("this mount does not support '" + op + "'");
+  };
+}
+
+// flush, wait for uploads, publish. Fills `out` with the pending counts;
+// returns a non-OK Status only for failures other than a timeout.
+Status SyncSteps(const VolumeControlHooks& h, int64_t timeout_ms,
+                 const ControlServer::Progress& progress, nlohmann::json& out) {
+  if (h.flush) MESHFS_RETURN_IF_ERROR(h.flush().WithContext("flush"));
+  Status waited = h.wait_uploaded(timeout_ms, [&progress](const UploadStats& s) {
+    progress(PendingJson(s));
+  });
+  const UploadStats s = h.stats();
+  out["pending_slices"] = s.pending_slices;
+  out["pending_bytes"] = s.pending_bytes;
+  out["last_error"] = s.last_error;
+  out["published"] = false;
+  if (!waited.ok() && !waited.Is(Code::kTimedOut)) return waited.WithContext("uploads");
+  if (waited.ok() && s.pending_slices == 0 && h.publish) {
+    Status published = h.publish();
+    if (!published.ok()) {
+      out["last_error"] = "publish snapshot: " + published.message();
+    } else {
+      out["published"] = true;
+    }
+  } else if (waited.ok() && s.pending_slices == 0) {
+    out["published"] = true;  // nothing to publish in this mount
+  }
+  if (!waited.ok() && out["last_error"].get<std::string>().empty()) {
+    out["last_error"] = waited.message();
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+void RegisterVolumeHandlers(ControlServer& server, VolumeControlHooks hooks) {
+  auto h = std::make_shared<const VolumeControlHooks>(std::move(hooks));
+
+  if (h->stats) {
+    server.RegisterHandler("status", [h](const nlohmann::json&, const ControlServer::Progress&)
+                                         -> Result<nlohmann::json> {
+      const UploadStats s = h->stats();
+      uint64_t reachable = 0;
+      if (h->peers) {
+        for (const PeerView& p : h->peers()) reachable += p.state == "alive" ? 1 : 0;
+      }
+      return nlohmann::json{
+          {"mountpoint", h->mountpoint},
+          {"pid", static_cast<int64_t>(::getpid())},
+          {"volume_id", h->volume_id},
+          {"replicas", h->replicas},
+          {"offline", h->peers ? reachable == 0 : false},
+          {"uploads",
+           {{"pending_slices", s.pending_slices},
+            {"pending_bytes", s.pending_bytes},
+            {"errors", s.upload_errors},
+            {"last_error", s.last_error}}},
+          {"cache",
+           {{"cached_bytes", s.cached_bytes},
+            {"cached_slices", s.cached_slices},
+            {"max_bytes", s.max_bytes},
+            {"hits", s.hits},
+            {"misses", s.misses}}},
+          {"peers", {{"configured", h->configured_peers}, {"reachable", reachable}}},
+      };
+    });
+  } else {
+    server.RegisterHandler("status", Unsupported("status"));
+  }
+
+  if (h->peers) {
+    server.RegisterHandler("peers", [h](const nlohmann::json&, const ControlServer::Progress&)
+                                        -> Result<nlohmann::json> {
+      nlohmann::json list = nlohmann::json::array();
+      for (const PeerView& p : h->peers()) {
+        list.push_back({{"addr", p.addr},
+                        {"id", p.id.empty() ? nlohmann::json(nullptr) : nlohmann::json(p.id)},
+                        {"state", p.state},
+                        {"rtt_ms", p.rtt_ms < 0 ? nlohmann::json(nullptr) : nlohmann::json(p.rtt_ms)}});
+      }
+      return nlohmann::json{{"peers", std::move(list)}};
+    });
+  } else {
+    server.RegisterHandler("peers", Unsupported("peers"));
+  }
+
+  if (h->stats && h->wait_uploaded) {
+    server.RegisterHandler("sync", [h](const nlohmann::json& req, const ControlServer::Progress& progress)
+                                       -> Result<nlohmann::json> {
+      nlohmann::json out = nlohmann::json::object();
+      MESHFS_RETURN_IF_ERROR(SyncSteps(*h, TimeoutOf(req, kDefaultSyncTimeoutMs), progress, out));
+      return out;
+    });
+  } else {
+    server.RegisterHandler("sync", Unsupported("sync"));
+  }
+
+  if (h->clear_cache && h->stats) {
+    server.RegisterHandler("cache_clear", [h](const nlohmann::json&, const ControlServer::Progress&)
+                                              -> Result<nlohmann::json> {
+      const UploadStats before = h->stats();
+      MESHFS_RETURN_IF_ERROR(h->clear_cache());
+      const UploadStats after = h->stats();
+      return nlohmann::json{
+          {"freed_bytes",
+           before.cached_bytes > after.cached_bytes ? before.cached_bytes - after.cached_bytes : 0},
+          {"cached_bytes", after.cached_bytes},
+          {"pending_slices", after.pending_slices}};
+    });
+  } else {
+    server.RegisterHandler("cache_clear", Unsupported("cache_clear"));
+  }
+
+  if (h->unmount && h->stats && h->wait_uploaded) {
+    server.RegisterHandler("unmount", [h](const nlohmann::json& req,
+                                          const ControlServer::Progress& progress)
+                                          -> Result<nlohmann::json> {
+      const bool force = req.value("force", false);
+      nlohmann::json out = nlohmann::json::object();
+      Status st = SyncSteps(*h, TimeoutOf(req, kDefaultUnmountTimeoutMs), progress, out);
+      if (!st.ok() && !force) return st;
+      if (!st.ok()) out["last_error"] = st.message();
+      const bool done = out.value("pending_slices", uint64_t{0}) == 0;
+      out["unmounted"] = done || force;
+      if (done || force) {
+        LogInfo(kComponent, done ? "unmount requested: everything is uploaded"
+                                 : "forced unmount: " + std::to_string(out.value("pending_slices", uint64_t{0})) +
+                                       " slices stay queued for the next mount");
+        h->unmount();
+      }
+      return out;
+    });
+  } else {
+    server.RegisterHandler("unmount", Unsupported("unmount"));
   }
 }
 

@@ -332,5 +332,180 @@ TEST_F(ControlTest, ClientOfAGoneDaemonGetsUnavailable) {
   EXPECT_FALSE(r.status().Is(Code::kTimedOut)) << r.status().ToString();
 }
 
+// ---- RegisterVolumeHandlers with fake daemon pieces --------------------------
+
+class FakeVolume {
+ public:
+  std::mutex mu;
+  UploadStats stats;
+  bool peers_up = true;        // uploads drain only while peers are up
+  int publishes = 0;
+  int flushes = 0;
+  std::atomic<int> unmounts{0};
+
+  VolumeControlHooks Hooks() {
+    VolumeControlHooks h;
+    h.mountpoint = "/mnt/x";
+    h.volume_id = "ab";
+    h.replicas = 3;
+    h.configured_peers = 3;
+    h.flush = [this] {
+      std::lock_guard<std::mutex> l(mu);
+      ++flushes;
+      return Status::OK();
+    };
+    h.stats = [this] {
+      std::lock_guard<std::mutex> l(mu);
+      return stats;
+    };
+    h.wait_uploaded = [this](int64_t timeout_ms,
+                             const std::function<void(const UploadStats&)>& progress) -> Status {
+      auto deadline = steady_clock::now() + milliseconds(timeout_ms);
+      for (;;) {
+        UploadStats now;
+        {
+          std::lock_guard<std::mutex> l(mu);
+          if (peers_up && stats.pending_slices > 0) {
+            --stats.pending_slices;
+            stats.pending_bytes -= 1000;
+          }
+          now = stats;
+        }
+        if (now.pending_slices == 0) return Status::OK();
+        progress(now);
+        if (steady_clock::now() >= deadline) return Status::TimedOut("uploads pending");
+        std::this_thread::sleep_for(milliseconds(20));
+      }
+    };
+    h.publish = [this] {
+      std::lock_guard<std::mutex> l(mu);
+      ++publishes;
+      return Status::OK();
+    };
+    h.clear_cache = [this] {
+      std::lock_guard<std::mutex> l(mu);
+      stats.cached_bytes = stats.pending_bytes;
+      return Status::OK();
+    };
+    h.peers = [this] {
+      std::lock_guard<std::mutex> l(mu);
+      std::vector<PeerView> v = {{"127.0.0.1:1", "a", "alive", 1.5},
+                                 {"127.0.0.1:2", "b", "alive", -1},
+                                 {"127.0.0.1:3", "", peers_up ? "alive" : "unreachable", -1}};
+      return v;
+    };
+    h.unmount = [this] { ++unmounts; };
+    return h;
+  }
+};
+
+class VolumeHandlersTest : public ControlTest {
+ protected:
+  void SetUp() override {
+    ControlTest::SetUp();
+    server_ = StartServer();
+    vol_.stats.pending_slices = 5;
+    vol_.stats.pending_bytes = 5000;
+    vol_.stats.cached_bytes = 9000;
+    vol_.stats.cached_slices = 9;
+    vol_.stats.hits = 3;
+    vol_.stats.misses = 1;
+    RegisterVolumeHandlers(*server_, vol_.Hooks());
+    client_ = Connect();
+  }
+  FakeVolume vol_;
+  std::unique_ptr<ControlServer> server_;
+  std::unique_ptr<ControlClient> client_;
+};
+
+TEST_F(VolumeHandlersTest, StatusHasTheDocumentedFields) {
+  auto r = client_->Call({{"op", "status"}});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)["mountpoint"], "/mnt/x");
+  EXPECT_EQ((*r)["pid"], ::getpid());
+  EXPECT_EQ((*r)["offline"], false);
+  EXPECT_EQ((*r)["uploads"]["pending_slices"], 5);
+  EXPECT_EQ((*r)["uploads"]["pending_bytes"], 5000);
+  EXPECT_EQ((*r)["cache"]["cached_bytes"], 9000);
+  EXPECT_EQ((*r)["cache"]["hits"], 3);
+  EXPECT_EQ((*r)["peers"]["configured"], 3);
+  EXPECT_EQ((*r)["peers"]["reachable"], 3);
+  auto p = client_->Call({{"op", "peers"}});
+  ASSERT_TRUE(p.ok());
+  ASSERT_EQ((*p)["peers"].size(), 3u);
+  EXPECT_EQ((*p)["peers"][0]["rtt_ms"], 1.5);
+  EXPECT_TRUE((*p)["peers"][1]["rtt_ms"].is_null());
+  EXPECT_TRUE((*p)["peers"][2]["id"].is_null());
+}
+
+TEST_F(VolumeHandlersTest, SyncDrainsWithProgressThenPublishes) {
+  int progress_lines = 0;
+  auto r = client_->Call({{"op", "sync"}, {"timeout_ms", 5000}},
+                         [&](const json& p) {
+                           EXPECT_TRUE(p["pending_slices"].is_number());
+                           ++progress_lines;
+                         });
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)["pending_slices"], 0);
+  EXPECT_EQ((*r)["published"], true);
+  EXPECT_GT(progress_lines, 0);
+  EXPECT_EQ(vol_.publishes, 1);
+  EXPECT_EQ(vol_.flushes, 1);
+}
+
+TEST_F(VolumeHandlersTest, SyncTimeoutReportsWhatIsPendingAndDoesNotPublish) {
+  vol_.peers_up = false;
+  auto r = client_->Call({{"op", "sync"}, {"timeout_ms", 200}});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)["pending_slices"], 5);
+  EXPECT_EQ((*r)["published"], false);
+  EXPECT_FALSE((*r)["last_error"].get<std::string>().empty());
+  EXPECT_EQ(vol_.publishes, 0);
+  auto s = client_->Call({{"op", "status"}});
+  EXPECT_EQ((*s)["peers"]["reachable"], 2);
+}
+
+TEST_F(VolumeHandlersTest, UnmountWaitsRefusesOrForces) {
+  vol_.peers_up = false;
+  auto r = client_->Call({{"op", "unmount"}, {"timeout_ms", 100}});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)["unmounted"], false);
+  EXPECT_EQ((*r)["pending_slices"], 5);
+  EXPECT_EQ(vol_.unmounts, 0);
+
+  auto f = client_->Call({{"op", "unmount"}, {"timeout_ms", 100}, {"force", true}});
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ((*f)["unmounted"], true);
+  EXPECT_EQ((*f)["pending_slices"], 5);
+  EXPECT_EQ(vol_.unmounts, 1);
+
+  vol_.peers_up = true;
+  auto ok = client_->Call({{"op", "unmount"}, {"timeout_ms", 5000}});
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ((*ok)["unmounted"], true);
+  EXPECT_EQ((*ok)["pending_slices"], 0);
+  EXPECT_EQ((*ok)["published"], true);
+  EXPECT_EQ(vol_.unmounts, 2);
+}
+
+TEST_F(VolumeHandlersTest, CacheClearReportsFreedBytes) {
+  auto r = client_->Call({{"op", "cache_clear"}});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)["freed_bytes"], 4000);
+  EXPECT_EQ((*r)["cached_bytes"], 5000);
+  EXPECT_EQ((*r)["pending_slices"], 5);
+}
+
+TEST_F(ControlTest, MissingHooksAnswerNotSupported) {
+  auto server = StartServer();
+  RegisterVolumeHandlers(*server, VolumeControlHooks{});
+  auto client = Connect();
+  for (const char* op : {"status", "peers", "sync", "cache_clear", "unmount"}) {
+    auto r = client->Call({{"op", op}});
+    ASSERT_FALSE(r.ok()) << op;
+    EXPECT_TRUE(r.status().Is(Code::kNotSupported)) << op << ": " << r.status().ToString();
+  }
+}
+
 }  // namespace
 }  // namespace meshfs::fs
