@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <set>
 
 #include "meshfs/core/log.h"
@@ -123,7 +124,8 @@ int Membership::Merge(const std::vector<Member>& remote) {
     if (r.state != MemberState::kAlive) continue;
     if (!ValidMemberId(r.id) || !ValidMemberAddr(r.addr) || !r.coord.IsSane()) continue;
     if (r.id == self_.id) {
-      if (r.incarnation > self_.incarnation) {
+      if (r.incarnation > self_.incarnation &&
+          r.incarnation < std::numeric_limits<uint64_t>::max()) {
         // Someone gossips a later generation of this node (an old process
         // still running, or our clock went backwards): outrank it.
         self_.incarnation = r.incarnation + 1;
