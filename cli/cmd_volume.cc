@@ -1,10 +1,12 @@
 // meshfs sync, status, peers, cache clear, umount: the commands that talk to
 // a mounted volume's daemon over VOLUME/control.sock (meshfs/fs/control.h),
 // and read what they can from the volume directory when it is not mounted.
+#include <signal.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <future>
@@ -31,6 +33,7 @@ using nlohmann::json;
 
 constexpr int kDefaultSyncTimeoutS = 300;
 constexpr int kDefaultUmountTimeoutS = 60;
+constexpr int kForceGraceS = 5;
 // Extra time the client grants the daemon beyond the operation's own timeout.
 constexpr int kReplyGraceMs = 15'000;
 
@@ -570,7 +573,9 @@ int RunUmount() {
     return kExitOk;
   }
 
-  const int timeout_s = o.timeout_s >= 0 ? o.timeout_s : kDefaultUmountTimeoutS;
+  // --force without --timeout: a short grace for uploads about to finish.
+  const int timeout_s =
+      o.timeout_s >= 0 ? o.timeout_s : (o.force ? kForceGraceS : kDefaultUmountTimeoutS);
   ProgressLine progress;
   auto r = (*client)->Call(
       {{"op", "unmount"}, {"timeout_ms", int64_t{timeout_s} * 1000}, {"force", o.force}},
@@ -597,10 +602,25 @@ int RunUmount() {
               << mp << "\n";
     return kExitFailure;
   }
-  if (!t->mountpoint.empty() && !WaitUnmounted(t->mountpoint, 10'000)) {
-    std::cerr << "meshfs: umount: the daemon finished but " << mp
-              << " is still mounted (busy?); run 'fusermount3 -u -z " << mp << "'\n";
-    return kExitFailure;
+  if (!t->mountpoint.empty() && !WaitUnmounted(t->mountpoint, 3'000)) {
+    // The daemon has flushed and stopped serving; detach the kernel mount
+    // ourselves (this also ends the daemon's session loop).
+    if (!FuserUnmount(t->mountpoint, o.force) && !WaitUnmounted(t->mountpoint, 7'000)) {
+      std::cerr << "meshfs: umount: everything is saved but " << mp
+                << " is still mounted (busy: close the programs using it), or run "
+                   "'fusermount3 -u -z "
+                << mp << "'\n";
+      return kExitFailure;
+    }
+  }
+  // Let the daemon finish closing its databases, so that a mount right
+  // after this command finds the volume free (bounded; never fatal).
+  if (t->pid > 0 && t->pid != ::getpid()) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while ((::kill(static_cast<pid_t>(t->pid), 0) == 0 || errno == EPERM) &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   }
   if (pending > 0) {
     std::cout << "unmounted " << mp << "; " << PendingText(*r)
@@ -646,7 +666,8 @@ void RegisterVolumeCommands(CLI::App& app, CommandTable& table) {
       "umount", "Flush, wait for uploads (with a progress line), then unmount");
   umount->add_option("MOUNTPOINT", o.target, "The mountpoint (or the volume)")->required();
   umount->add_option("--timeout", o.timeout_s,
-                     "Wait at most SECONDS for uploads (default 60); then exit 1, still mounted")
+                     "Wait at most SECONDS for uploads (default 60, 5 with --force); then exit 1, "
+                     "still mounted")
       ->check(CLI::NonNegativeNumber);
   umount->add_flag("--force", o.force,
                    "Unmount now even if uploads are pending; they stay queued on disk and "
