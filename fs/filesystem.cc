@@ -50,6 +50,26 @@ uint32_t KillPrivs(uint32_t mode) {
   return mode;
 }
 
+// The permission bits an access ACL (system.posix_acl_access, Linux xattr
+// form: version 2, then {tag u16, perm u16, id u32} entries) implies: owner
+// from USER_OBJ, group from MASK (or GROUP_OBJ), other from OTHER. nullopt if
+// the value is not a well-formed ACL.
+std::optional<uint32_t> AclMode(std::string_view v) {
+  if (v.size() < 4 || (v.size() - 4) % 8 != 0) return std::nullopt;
+  auto u16 = [&](size_t i) { return uint32_t(uint8_t(v[i])) | uint32_t(uint8_t(v[i + 1])) << 8; };
+  if (u16(0) != 2 || u16(2) != 0) return std::nullopt;
+  std::optional<uint32_t> user, group, mask, other;
+  for (size_t i = 4; i < v.size(); i += 8) {
+    uint32_t tag = u16(i), perm = u16(i + 2) & 7;
+    if (tag == 0x01) user = perm;
+    else if (tag == 0x04) group = perm;
+    else if (tag == 0x10) mask = perm;
+    else if (tag == 0x20) other = perm;
+  }
+  if (!user || !group || !other) return std::nullopt;
+  return (*user << 6) | ((mask ? *mask : *group) << 3) | *other;
+}
+
 }  // namespace
 
 Filesystem::Filesystem(const Options& options)
@@ -1024,6 +1044,10 @@ int Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view v
   if ((flags & XATTR_REPLACE) && !*has) return ENODATA;
   InodeRecord r = *rec;
   r.ctime_ns = NowNs();
+  if (name == "system.posix_acl_access") {
+    // Keep the mode bits in step with the ACL (the kernel leaves it to us).
+    if (auto m = AclMode(value)) r.mode = (r.mode & ~0777u) | *m;
+  }
   Status st = meta_->Begin();
   if (st.ok()) st = meta_->SetXattr(ino, name, value);
   if (st.ok()) st = meta_->UpdateInode(r);

@@ -1,0 +1,78 @@
+// FuseServer: binds a Filesystem to a libfuse low-level session (FUSE 3.14).
+//
+// Each request handler translates its arguments, calls exactly one
+// Filesystem method, and sends exactly one fuse_reply_*; no lock is held
+// across a reply (the Filesystem takes and releases its own). Lookup counts:
+// every entry reply (lookup, create, mknod, mkdir, symlink, link, each
+// readdirplus entry except . and ..) raises the inode's count in the
+// Filesystem, forget/forget_multi lower it. Exceptions never leave a handler:
+// one that escapes becomes EIO.
+//
+// Session: multi-threaded loop, kernel writeback cache, 1 MiB writes,
+// readdirplus, POSIX ACLs kept as xattrs (the kernel enforces them;
+// default_permissions is always on), nanosecond timestamps.
+//
+// Thread-safety: Loop() runs on one thread (it spawns the workers); Exit()
+// may be called from any thread or a signal-free context at any time.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "meshfs/core/status.h"
+#include "meshfs/fs/filesystem.h"
+
+struct fuse_session;
+
+namespace meshfs::fs {
+
+struct FuseSettings {
+  double entry_timeout_s = 1.0;  // the mount is the only writer of its metadata
+  double attr_timeout_s = 1.0;
+  bool writeback_cache = true;
+  bool read_only = false;
+  unsigned max_write = 1u << 20;
+  unsigned max_threads = 16;
+  // Called once when the kernel ends the session (unmount), on a worker thread.
+  std::function<void()> on_destroy;
+};
+
+class FuseServer final {
+ public:
+  // `fuse_options`: options for libfuse, e.g. {"fsname=/vol", "subtype=meshfs",
+  // "default_permissions", "allow_other", "ro"}. InvalidArgument if libfuse
+  // rejects one.
+  static Result<std::unique_ptr<FuseServer>> Create(Filesystem* fs, FuseSettings settings,
+                                                    const std::vector<std::string>& fuse_options);
+  ~FuseServer();  // destroys the session (after Loop returned)
+  FuseServer(const FuseServer&) = delete;
+  FuseServer& operator=(const FuseServer&) = delete;
+
+  // Mounts on `mountpoint` (an existing directory). IOError with libfuse's reason.
+  Status Mount(const std::string& mountpoint);
+  // Serves requests until the file system is unmounted or Exit() is called.
+  Status Loop();
+  // Makes Loop() return soon (requests in progress finish first).
+  void Exit();
+  // Detaches the mount (lazily) if it is still attached. After Loop().
+  void Unmount();
+
+  Filesystem* fs() const { return fs_; }
+  const FuseSettings& settings() const { return settings_; }
+
+ private:
+  FuseServer(Filesystem* fs, FuseSettings settings) : fs_(fs), settings_(std::move(settings)) {}
+
+  Filesystem* const fs_;
+  const FuseSettings settings_;
+  fuse_session* se_ = nullptr;
+  bool mounted_ = false;
+  std::atomic<bool> in_loop_{false};
+  pthread_t loop_thread_{};
+};
+
+}  // namespace meshfs::fs
