@@ -37,6 +37,11 @@ struct CacheOptions {
   int min_network_copies = 1;              // for kNetwork
   int upload_threads = 4;
   int64_t backpressure_timeout_ms = 60'000;
+  // Upload retry backoff: doubles from retry_initial_ms up to retry_max_ms.
+  int64_t retry_initial_ms = 200;
+  int64_t retry_max_ms = 30'000;
+  // kNetwork: Flush() gives up with TimedOut after this long (peers offline).
+  int64_t network_flush_timeout_ms = 120'000;
 };
 
 struct CacheStats {
@@ -48,6 +53,8 @@ struct CacheStats {
   uint64_t misses = 0;
   uint64_t upload_errors = 0;
   std::string last_upload_error;  // empty when uploads are healthy
+  uint64_t uploaded_slices = 0;   // uploads completed since Open
+  uint64_t corrupt_cached = 0;    // cached copies that failed verification
 };
 
 class CachingStore final : public SliceStore {
@@ -72,6 +79,9 @@ class CachingStore final : public SliceStore {
   CacheStats Stats() const;
   // Drops every cached blob that is already uploaded.
   Status ClearUploaded();
+
+  CachingStore(const CachingStore&) = delete;
+  CachingStore& operator=(const CachingStore&) = delete;
 
  private:
   CachingStore();

@@ -1,0 +1,904 @@
+// CachingStore implementation. Layout of the cache database (docs/architecture.md,
+// "Client data path"):
+//
+//   PRAGMA application_id = 0x4d534643 ("MSFC"), user_version = 1
+//   blobs(rowid, id BLOB UNIQUE (32 bytes), size, state 0=pending 1=uploaded,
+//         last_access (µs since epoch), seq (Put order), copies, data BLOB)
+//   index blobs_lru(state, last_access)
+//
+// Blobs live inside SQLite (one row each, data last so that metadata queries
+// never touch the overflow pages). The pending rows are the upload queue.
+//
+// Concurrency: one writer connection guarded by write_mu_; a pool of read
+// connections (WAL readers never block the writer); in-memory state
+// (counters, pending map, ready queue, touches) guarded by mu_. Lock order:
+// write_mu_ before mu_. No lock is held across a call to the remote store.
+#include "meshfs/cache/caching_store.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "meshfs/core/log.h"
+#include "meshfs/core/replica_reporter.h"
+#include "sqlite_db.h"
+
+namespace meshfs::cache {
+namespace {
+
+constexpr int32_t kApplicationId = 0x4d534643;  // "MSFC"
+constexpr int kSchemaVersion = 1;
+constexpr int kPending = 0;
+constexpr int kUploaded = 1;
+constexpr size_t kMaxIdleReaders = 8;
+constexpr size_t kTouchBatch = 1024;
+constexpr const char* kComponent = "cache";
+// A file of this size beside the database is given back when the disk is
+// full, so that uploads can still be recorded and the queue can drain.
+constexpr off_t kReserveBytes = 512 << 10;
+
+using SteadyClock = std::chrono::steady_clock;
+
+const char* const kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS blobs(
+  rowid INTEGER PRIMARY KEY,
+  id BLOB NOT NULL UNIQUE,
+  size INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  last_access INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  copies INTEGER NOT NULL DEFAULT 0,
+  data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS blobs_lru ON blobs(state, last_access);
+)sql";
+
+const char* const kSqlSelectData = "SELECT data, state FROM blobs WHERE id = ?1";
+const char* const kSqlExists = "SELECT state FROM blobs WHERE id = ?1";
+const char* const kSqlInsert =
+    "INSERT INTO blobs(id, size, state, last_access, seq, copies, data) "
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING";
+const char* const kSqlMarkUploaded =
+    "UPDATE blobs SET state = 1, copies = ?2 WHERE id = ?1 AND state = 0";
+const char* const kSqlSetCopies = "UPDATE blobs SET copies = ?2 WHERE id = ?1";
+const char* const kSqlTouch = "UPDATE blobs SET last_access = ?2 WHERE id = ?1";
+const char* const kSqlLruVictims =
+    "SELECT id, size FROM blobs WHERE state = 1 ORDER BY last_access LIMIT 64";
+const char* const kSqlDeleteUploaded = "DELETE FROM blobs WHERE id = ?1 AND state = 1";
+const char* const kSqlDeleteAny = "DELETE FROM blobs WHERE id = ?1 RETURNING size, state";
+const char* const kSqlBegin = "BEGIN IMMEDIATE";
+const char* const kSqlCommit = "COMMIT";
+const char* const kSqlSyncFull = "PRAGMA synchronous = FULL";
+const char* const kSqlSyncNormal = "PRAGMA synchronous = NORMAL";
+
+Status StepDone(SqliteDb& db, sqlite3_stmt* s, std::string_view what) {
+  const int rc = sqlite3_step(s);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return db.Error(rc, what);
+  return Status::OK();
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             SteadyClock::now().time_since_epoch())
+      .count();
+}
+
+// Opens the database, checks magic and version, creates the schema.
+Result<std::unique_ptr<SqliteDb>> OpenCacheDb(const std::filesystem::path& path, bool create) {
+  MESHFS_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(path, create));
+  auto int_query = [&](const char* sql) -> Result<int64_t> {
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * s, db->Prepare(sql));
+    StmtReset reset(s);
+    const int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) return db->Error(rc, "reading header");
+    return sqlite3_column_int64(s, 0);
+  };
+  MESHFS_ASSIGN_OR_RETURN(int64_t app_id, int_query("PRAGMA application_id"));
+  MESHFS_ASSIGN_OR_RETURN(int64_t version, int_query("PRAGMA user_version"));
+  MESHFS_ASSIGN_OR_RETURN(int64_t tables, int_query("SELECT count(*) FROM sqlite_master"));
+  if (app_id == 0 && version == 0 && tables == 0) {
+    // A new database: page size and vacuum mode must be set before any table.
+    MESHFS_RETURN_IF_ERROR(db->Exec("PRAGMA page_size = 4096; PRAGMA auto_vacuum = INCREMENTAL"));
+    MESHFS_RETURN_IF_ERROR(db->Exec("PRAGMA journal_mode = WAL"));
+    MESHFS_RETURN_IF_ERROR(db->Exec("BEGIN IMMEDIATE"));
+    Status s = db->Exec(kSchema);
+    if (s.ok()) s = db->Exec("PRAGMA application_id = 1297303107; PRAGMA user_version = 1");
+    if (s.ok()) s = db->Exec("COMMIT");
+    if (!s.ok()) {
+      db->RollbackIfOpen();
+      return s;
+    }
+  } else if (app_id != kApplicationId) {
+    return Status::InvalidArgument(path.string() + " is not a meshfs cache database");
+  } else if (version > kSchemaVersion || version < 1) {
+    return Status::NotSupported(path.string() + " has cache format version " +
+                                std::to_string(version) + "; this meshfs reads version " +
+                                std::to_string(kSchemaVersion));
+  } else {
+    MESHFS_RETURN_IF_ERROR(db->Exec("PRAGMA journal_mode = WAL"));
+  }
+  MESHFS_RETURN_IF_ERROR(db->Exec(
+      "PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 67108864;"
+      "PRAGMA cache_size = -8192"));
+  return db;
+}
+
+struct PendingEntry {
+  uint64_t seq = 0;
+  uint64_t size = 0;
+  int copies = 0;
+  int attempts = 0;
+  int64_t next_try_ms = 0;
+  bool in_flight = false;
+};
+
+}  // namespace
+
+class CachingStore::Impl {
+ public:
+  Impl(const CacheOptions& options, SliceStore* remote, Clock* clock)
+      : options_(options),
+        remote_(remote),
+        reporter_(dynamic_cast<ReplicaReporter*>(remote)),
+        clock_(clock) {}
+
+  ~Impl() { Stop(); }
+
+  Status Init() {
+    MESHFS_ASSIGN_OR_RETURN(writer_, OpenCacheDb(options_.db_path, /*create=*/true));
+    reserve_path_ = options_.db_path.string() + ".reserve";
+    EnsureReserve();
+    // Rebuild counters and the upload queue from the database.
+    MESHFS_ASSIGN_OR_RETURN(
+        sqlite3_stmt * s,
+        writer_->Prepare("SELECT id, length(data), state, seq, copies FROM blobs"));
+    StmtReset reset(s);
+    int rc;
+    std::vector<std::pair<uint64_t, SliceId>> queue;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      const void* raw = sqlite3_column_blob(s, 0);
+      const int raw_len = sqlite3_column_bytes(s, 0);
+      const uint64_t size = static_cast<uint64_t>(sqlite3_column_int64(s, 1));
+      const int state = sqlite3_column_int(s, 2);
+      const uint64_t seq = static_cast<uint64_t>(sqlite3_column_int64(s, 3));
+      seq_ = std::max(seq_, seq);
+      auto id = SliceId::FromBytes(std::string_view(static_cast<const char*>(raw),
+                                                    raw ? static_cast<size_t>(raw_len) : 0));
+      if (!id.ok()) {
+        LogWarn(kComponent, "ignoring a cache row with a malformed address");
+        continue;
+      }
+      cached_bytes_ += size;
+      cached_slices_++;
+      if (state != kUploaded) {
+        PendingEntry e;
+        e.seq = seq;
+        e.size = size;
+        e.copies = sqlite3_column_int(s, 4);
+        pending_.emplace(*id, e);
+        pending_bytes_ += size;
+        queue.emplace_back(seq, *id);
+      }
+    }
+    if (rc != SQLITE_DONE) return writer_->Error(rc, "loading the upload queue");
+    std::sort(queue.begin(), queue.end());
+    for (auto& [seq, id] : queue) ready_.push_back(id);
+    if (!queue.empty()) {
+      LogInfo(kComponent, "resuming " + std::to_string(queue.size()) + " queued uploads (" +
+                              std::to_string(pending_bytes_) + " bytes)");
+    }
+    const int threads = std::max(1, options_.upload_threads);
+    for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+    housekeeper_ = std::thread([this] { HousekeeperLoop(); });
+    return Status::OK();
+  }
+
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    work_cv_.notify_all();
+    space_cv_.notify_all();
+    done_cv_.notify_all();
+    housekeeper_cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    if (housekeeper_.joinable()) housekeeper_.join();
+    std::lock_guard<std::mutex> w(write_mu_);
+    if (writer_) (void)FlushTouchesLocked();
+  }
+
+  // ---- SliceStore ----
+
+  Status Put(const SliceId& id, std::string_view blob) {
+    if (!id.Matches(blob)) {
+      return Status::Corruption("refusing to cache slice " + id.ToHex() +
+                                ": the blob does not match its address");
+    }
+    // Fast path: already cached (dedup).
+    {
+      auto exists = LocalState(id);
+      if (!exists.ok()) return exists.status();
+      if (*exists >= 0) {
+        Touch(id);
+        return Status::OK();
+      }
+    }
+    const uint64_t size = blob.size();
+    uint64_t seq;
+    {
+      // Back-pressure: pending bytes (plus reservations) stay under the bound.
+      std::unique_lock<std::mutex> l(mu_);
+      const auto deadline =
+          SteadyClock::now() + std::chrono::milliseconds(options_.backpressure_timeout_ms);
+      while (!stopping_ && pending_bytes_ + reserved_bytes_ > 0 &&
+             pending_bytes_ + reserved_bytes_ + size > options_.max_bytes) {
+        if (space_cv_.wait_until(l, deadline) == std::cv_status::timeout &&
+            pending_bytes_ + reserved_bytes_ + size > options_.max_bytes) {
+          return Status::NoSpace(
+              "cache full of data not yet uploaded (" + std::to_string(pending_bytes_) +
+              " bytes pending, bound " + std::to_string(options_.max_bytes) +
+              "); peers unreachable or too slow: check `meshfs status`, raise cache_size");
+        }
+      }
+      if (stopping_) return Status::Aborted("cache is shutting down");
+      reserved_bytes_ += size;
+      seq = ++seq_;
+    }
+    Status s = InsertDurable(id, blob, seq);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      reserved_bytes_ -= size;
+    }
+    space_cv_.notify_all();
+    return s;
+  }
+
+  Result<std::string> Get(const SliceId& id) {
+    bool damaged = false;
+    {
+      auto local = ReadLocal(id);
+      if (!local.ok()) return local.status();
+      if (local->has_value()) {
+        std::string& blob = **local;
+        if (id.Matches(blob)) {
+          hits_.fetch_add(1, std::memory_order_relaxed);
+          Touch(id);
+          return std::move(blob);
+        }
+        damaged = true;
+        corrupt_cached_.fetch_add(1, std::memory_order_relaxed);
+        LogError(kComponent, "cached copy of slice " + id.ToHex() +
+                                 " is damaged (hash mismatch); fetching it from the peers");
+      }
+    }
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    Result<std::string> remote = remote_->Get(id);
+    if (!remote.ok()) {
+      if (damaged) {
+        return Status::Corruption("cached copy of slice " + id.ToHex() +
+                                  " is damaged and no good copy is reachable: " +
+                                  remote.status().ToString());
+      }
+      return remote.status();
+    }
+    if (!id.Matches(*remote)) {
+      return Status::Corruption("slice " + id.ToHex() + " from the remote store fails verification");
+    }
+    if (damaged) {
+      Status s = DropLocal(id);
+      if (!s.ok()) LogWarn(kComponent, "cannot drop damaged cached slice: " + s.ToString());
+    }
+    InsertUploaded(id, *remote);
+    return remote;
+  }
+
+  Result<bool> Contains(const SliceId& id) {
+    MESHFS_ASSIGN_OR_RETURN(int state, LocalState(id));
+    if (state >= 0) return true;
+    return remote_->Contains(id);
+  }
+
+  Status Remove(const SliceId& id) {
+    MESHFS_RETURN_IF_ERROR(DropLocal(id));
+    Status s = remote_->Remove(id);
+    if (s.Is(Code::kNotFound)) return Status::OK();
+    return s;
+  }
+
+  Status Flush() {
+    if (options_.durability == Durability::kLocal) return Status::OK();
+    std::unique_lock<std::mutex> l(mu_);
+    const uint64_t target = seq_;
+    const auto deadline =
+        SteadyClock::now() + std::chrono::milliseconds(options_.network_flush_timeout_ms);
+    auto short_of_copies = [&]() -> uint64_t {
+      uint64_t n = 0;
+      for (auto& [id, e] : pending_) {
+        if (e.seq <= target && e.copies < options_.min_network_copies) n++;
+      }
+      return n;
+    };
+    while (uint64_t n = short_of_copies()) {
+      if (stopping_) return Status::Aborted("cache is shutting down");
+      if (done_cv_.wait_until(l, deadline) == std::cv_status::timeout && short_of_copies() > 0) {
+        return Status::TimedOut(std::to_string(n) + " slices are not yet on " +
+                                std::to_string(options_.min_network_copies) +
+                                " peers (last upload error: " +
+                                (last_upload_error_.empty() ? "none" : last_upload_error_) + ")");
+      }
+    }
+    return Status::OK();
+  }
+
+  Status WaitUploaded(int64_t timeout_ms, const std::function<void(const CacheStats&)>& progress) {
+    const auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeout_ms);
+    auto next_progress = SteadyClock::now() + std::chrono::seconds(1);
+    std::unique_lock<std::mutex> l(mu_);
+    while (!pending_.empty() || reserved_bytes_ > 0) {
+      if (stopping_) return Status::Aborted("cache is shutting down");
+      const auto now = SteadyClock::now();
+      if (now >= deadline) {
+        return Status::TimedOut(std::to_string(pending_.size()) + " slices (" +
+                                std::to_string(pending_bytes_) +
+                                " bytes) still waiting for upload; last error: " +
+                                (last_upload_error_.empty() ? "none" : last_upload_error_));
+      }
+      if (progress && now >= next_progress) {
+        CacheStats st = StatsLocked();
+        l.unlock();
+        progress(st);
+        l.lock();
+        next_progress = SteadyClock::now() + std::chrono::seconds(1);
+        continue;
+      }
+      done_cv_.wait_until(l, std::min(deadline, progress ? next_progress : deadline));
+    }
+    return Status::OK();
+  }
+
+  CacheStats Stats() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return StatsLocked();
+  }
+
+  Status ClearUploaded() {
+    std::lock_guard<std::mutex> w(write_mu_);
+    MESHFS_RETURN_IF_ERROR(FlushTouchesLocked());
+    Status s = writer_->Exec("DELETE FROM blobs WHERE state = 1");
+    if (!s.ok()) return s;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      cached_bytes_ = pending_bytes_;
+      cached_slices_ = pending_.size();
+    }
+    (void)writer_->Exec("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE)");
+    return Status::OK();
+  }
+
+ private:
+  // ---- local database helpers ----
+
+  class ReaderLease {
+   public:
+    ReaderLease(Impl* impl, std::unique_ptr<SqliteDb> db) : impl_(impl), db_(std::move(db)) {}
+    ~ReaderLease() {
+      if (db_) impl_->ReleaseReader(std::move(db_));
+    }
+    ReaderLease(const ReaderLease&) = delete;
+    ReaderLease& operator=(const ReaderLease&) = delete;
+    SqliteDb* operator->() { return db_.get(); }
+    SqliteDb& operator*() { return *db_; }
+
+   private:
+    Impl* impl_;
+    std::unique_ptr<SqliteDb> db_;
+  };
+
+  Result<std::unique_ptr<SqliteDb>> AcquireReader() {
+    {
+      std::lock_guard<std::mutex> l(pool_mu_);
+      if (!readers_.empty()) {
+        auto db = std::move(readers_.back());
+        readers_.pop_back();
+        return db;
+      }
+    }
+    return OpenCacheDb(options_.db_path, /*create=*/false);
+  }
+
+  void ReleaseReader(std::unique_ptr<SqliteDb> db) {
+    std::lock_guard<std::mutex> l(pool_mu_);
+    if (readers_.size() < kMaxIdleReaders) readers_.push_back(std::move(db));
+  }
+
+  // -1 when absent, else the state.
+  Result<int> LocalState(const SliceId& id) {
+    MESHFS_ASSIGN_OR_RETURN(auto db, AcquireReader());
+    ReaderLease lease(this, std::move(db));
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * s, lease->Prepare(kSqlExists));
+    StmtReset reset(s);
+    sqlite3_bind_blob(s, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) return sqlite3_column_int(s, 0);
+    if (rc == SQLITE_DONE) return -1;
+    return lease->Error(rc, "looking up a slice");
+  }
+
+  Result<std::optional<std::string>> ReadLocal(const SliceId& id) {
+    MESHFS_ASSIGN_OR_RETURN(auto db, AcquireReader());
+    ReaderLease lease(this, std::move(db));
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * s, lease->Prepare(kSqlSelectData));
+    StmtReset reset(s);
+    sqlite3_bind_blob(s, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) return std::optional<std::string>();
+    if (rc != SQLITE_ROW) return lease->Error(rc, "reading a slice");
+    const void* p = sqlite3_column_blob(s, 0);
+    const int n = sqlite3_column_bytes(s, 0);
+    return std::optional<std::string>(
+        std::string(static_cast<const char*>(p), p ? static_cast<size_t>(n) : 0));
+  }
+
+  void Touch(const SliceId& id) {
+    const int64_t now = clock_->NowMicros();
+    bool flush = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      touches_[id] = now;
+      flush = touches_.size() >= kTouchBatch;
+    }
+    if (flush) housekeeper_cv_.notify_one();
+  }
+
+  // REQUIRES: write_mu_ held, no transaction open (opens its own) or inside
+  // one when `in_txn`.
+  Status FlushTouchesLocked(bool in_txn = false) {
+    std::unordered_map<SliceId, int64_t> batch;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      batch.swap(touches_);
+    }
+    if (batch.empty()) return Status::OK();
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * touch, writer_->Prepare(kSqlTouch));
+    if (!in_txn) {
+      MESHFS_RETURN_IF_ERROR(SetSync(false));
+      MESHFS_RETURN_IF_ERROR(ExecStmt(kSqlBegin));
+    }
+    for (auto& [id, t] : batch) {
+      StmtReset reset(touch);
+      sqlite3_bind_blob(touch, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
+      sqlite3_bind_int64(touch, 2, t);
+      Status s = StepDone(*writer_, touch, "recording access times");
+      if (!s.ok()) {
+        if (!in_txn) writer_->RollbackIfOpen();
+        return s;
+      }
+    }
+    if (!in_txn) {
+      Status s = ExecStmt(kSqlCommit);
+      if (!s.ok()) {
+        writer_->RollbackIfOpen();
+        return s;
+      }
+    }
+    return Status::OK();
+  }
+
+  Status ExecStmt(const char* sql) {
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * s, writer_->Prepare(sql));
+    StmtReset reset(s);
+    return StepDone(*writer_, s, sql);
+  }
+
+  // REQUIRES: write_mu_ held, outside a transaction.
+  Status SetSync(bool full) {
+    if (sync_full_ == full) return Status::OK();
+    MESHFS_RETURN_IF_ERROR(ExecStmt(full ? kSqlSyncFull : kSqlSyncNormal));
+    sync_full_ = full;
+    return Status::OK();
+  }
+
+  // Evicts uploaded blobs, least recently used first, until `need` more
+  // bytes fit under the bound. REQUIRES: write_mu_ held, inside a transaction.
+  // Returns the bytes and slices it freed through the out parameters.
+  Status EvictLocked(uint64_t need, uint64_t* freed_bytes, uint64_t* freed_slices) {
+    *freed_bytes = 0;
+    *freed_slices = 0;
+    uint64_t cached;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      cached = cached_bytes_;
+    }
+    if (cached + need <= options_.max_bytes) return Status::OK();
+    MESHFS_RETURN_IF_ERROR(FlushTouchesLocked(/*in_txn=*/true));
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * victims, writer_->Prepare(kSqlLruVictims));
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * del, writer_->Prepare(kSqlDeleteUploaded));
+    while (cached - *freed_bytes + need > options_.max_bytes) {
+      std::vector<std::pair<SliceId, uint64_t>> batch;
+      {
+        StmtReset reset(victims);
+        int rc;
+        while ((rc = sqlite3_step(victims)) == SQLITE_ROW) {
+          auto id = SliceId::FromBytes(
+              std::string_view(static_cast<const char*>(sqlite3_column_blob(victims, 0)),
+                               static_cast<size_t>(sqlite3_column_bytes(victims, 0))));
+          if (id.ok()) batch.emplace_back(*id, sqlite3_column_int64(victims, 1));
+        }
+        if (rc != SQLITE_DONE) return writer_->Error(rc, "choosing slices to evict");
+      }
+      if (batch.empty()) break;  // only pending blobs left: they are never evicted
+      for (auto& [id, size] : batch) {
+        if (cached - *freed_bytes + need <= options_.max_bytes) break;
+        StmtReset reset(del);
+        sqlite3_bind_blob(del, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
+        MESHFS_RETURN_IF_ERROR(StepDone(*writer_, del, "evicting a slice"));
+        if (sqlite3_changes(writer_->handle()) > 0) {
+          *freed_bytes += size;
+          *freed_slices += 1;
+        }
+      }
+    }
+    return Status::OK();
+  }
+
+  // Inserts a row in one transaction (evicting first). `durable`: commit
+  // with synchronous=FULL. Returns whether a row was inserted.
+  Result<bool> InsertRow(const SliceId& id, std::string_view blob, int state, uint64_t seq,
+                         int copies, bool durable) {
+    MESHFS_RETURN_IF_ERROR(SetSync(durable));
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * ins, writer_->Prepare(kSqlInsert));
+    MESHFS_RETURN_IF_ERROR(ExecStmt(kSqlBegin));
+    uint64_t freed_bytes = 0, freed_slices = 0;
+    Status s = EvictLocked(blob.size(), &freed_bytes, &freed_slices);
+    bool inserted = false;
+    if (s.ok()) {
+      StmtReset reset(ins);
+      sqlite3_bind_blob(ins, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
+      sqlite3_bind_int64(ins, 2, static_cast<int64_t>(blob.size()));
+      sqlite3_bind_int(ins, 3, state);
+      sqlite3_bind_int64(ins, 4, clock_->NowMicros());
+      sqlite3_bind_int64(ins, 5, static_cast<int64_t>(seq));
+      sqlite3_bind_int(ins, 6, copies);
+      sqlite3_bind_blob64(ins, 7, blob.data(), blob.size(), SQLITE_STATIC);
+      s = StepDone(*writer_, ins, "storing a slice");
+      inserted = s.ok() && sqlite3_changes(writer_->handle()) > 0;
+    }
+    if (s.ok()) s = ExecStmt(kSqlCommit);
+    if (!s.ok()) {
+      writer_->RollbackIfOpen();
+      return s;
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    cached_bytes_ -= freed_bytes;
+    cached_slices_ -= freed_slices;
+    if (inserted) {
+      cached_bytes_ += blob.size();
+      cached_slices_ += 1;
+    }
+    return inserted;
+  }
+
+  Status InsertDurable(const SliceId& id, std::string_view blob, uint64_t seq) {
+    std::lock_guard<std::mutex> w(write_mu_);
+    MESHFS_ASSIGN_OR_RETURN(bool inserted,
+                            InsertRow(id, blob, kPending, seq, /*copies=*/0, /*durable=*/true));
+    if (inserted) {
+      std::lock_guard<std::mutex> l(mu_);
+      PendingEntry e;
+      e.seq = seq;
+      e.size = blob.size();
+      pending_.emplace(id, e);
+      pending_bytes_ += blob.size();
+      ready_.push_back(id);
+    }
+    work_cv_.notify_one();
+    return Status::OK();
+  }
+
+  // Caches a blob fetched from the remote store. Best effort: failures
+  // (disk full, cache full of pending data) only mean it is not cached.
+  void InsertUploaded(const SliceId& id, std::string_view blob) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (pending_bytes_ + reserved_bytes_ + blob.size() > options_.max_bytes) return;
+    }
+    std::lock_guard<std::mutex> w(write_mu_);
+    auto r = InsertRow(id, blob, kUploaded, 0, 0, /*durable=*/false);
+    if (!r.ok()) LogDebug(kComponent, "not caching slice: " + r.status().ToString());
+  }
+
+  Status DropLocal(const SliceId& id) {
+    std::lock_guard<std::mutex> w(write_mu_);
+    MESHFS_RETURN_IF_ERROR(SetSync(true));
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * del, writer_->Prepare(kSqlDeleteAny));
+    StmtReset reset(del);
+    sqlite3_bind_blob(del, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
+    const int rc = sqlite3_step(del);
+    if (rc == SQLITE_ROW) {
+      const uint64_t size = sqlite3_column_int64(del, 0);
+      const int state = sqlite3_column_int(del, 1);
+      const int rc2 = sqlite3_step(del);
+      if (rc2 != SQLITE_DONE) return writer_->Error(rc2, "removing a slice");
+      std::lock_guard<std::mutex> l(mu_);
+      cached_bytes_ -= size;
+      cached_slices_ -= 1;
+      if (state != kUploaded) {
+        auto it = pending_.find(id);
+        if (it != pending_.end()) {
+          pending_bytes_ -= it->second.size;
+          pending_.erase(it);
+        }
+      }
+      touches_.erase(id);
+    } else if (rc != SQLITE_DONE) {
+      return writer_->Error(rc, "removing a slice");
+    }
+    space_cv_.notify_all();
+    done_cv_.notify_all();
+    return Status::OK();
+  }
+
+  // ---- upload workers ----
+
+  void WorkerLoop() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!stopping_) {
+      // Move retries whose time has come to the ready queue.
+      const int64_t now = NowMs();
+      int64_t next_wake = now + 1000;
+      for (auto it = delayed_.begin(); it != delayed_.end();) {
+        if (it->first <= now) {
+          ready_.push_back(it->second);
+          it = delayed_.erase(it);
+        } else {
+          next_wake = std::min(next_wake, it->first);
+          break;
+        }
+      }
+      if (ready_.empty()) {
+        work_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(1, next_wake - now)));
+        continue;
+      }
+      const SliceId id = ready_.front();
+      ready_.pop_front();
+      auto it = pending_.find(id);
+      if (it == pending_.end() || it->second.in_flight) continue;  // removed or taken
+      it->second.in_flight = true;
+      l.unlock();
+      UploadOne(id);
+      l.lock();
+    }
+  }
+
+  void UploadOne(const SliceId& id) {
+    Status status;
+    int copies = 0;
+    auto local = ReadLocal(id);
+    if (!local.ok()) {
+      status = local.status();
+    } else if (!local->has_value()) {
+      // Removed while queued.
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = pending_.find(id);
+      if (it != pending_.end()) {
+        pending_bytes_ -= it->second.size;
+        pending_.erase(it);
+      }
+      done_cv_.notify_all();
+      space_cv_.notify_all();
+      return;
+    } else if (!id.Matches(**local)) {
+      corrupt_cached_.fetch_add(1, std::memory_order_relaxed);
+      status = Status::Corruption("queued slice " + id.ToHex() +
+                                  " is damaged in the local cache and cannot be uploaded");
+    } else if (reporter_ != nullptr) {
+      status = reporter_->PutCounted(id, **local, &copies);
+    } else {
+      status = remote_->Put(id, **local);
+      copies = status.ok() ? std::max(1, options_.min_network_copies) : 0;
+    }
+
+    if (status.ok()) {
+      Status s;
+      {
+        std::lock_guard<std::mutex> w(write_mu_);
+        s = MarkUploadedLocked(id, copies);
+        if (s.Is(Code::kNoSpace)) {
+          // Disk full: give back the reserve so the queue can drain.
+          ReleaseReserveLocked();
+          s = MarkUploadedLocked(id, copies);
+        }
+      }
+      if (s.ok()) {
+        std::lock_guard<std::mutex> l(mu_);
+        auto it = pending_.find(id);
+        if (it != pending_.end()) {
+          pending_bytes_ -= it->second.size;
+          pending_.erase(it);
+        }
+        uploaded_++;
+        if (pending_.empty()) last_upload_error_.clear();
+        done_cv_.notify_all();
+        space_cv_.notify_all();
+        return;
+      }
+      status = s;  // could not record it: upload again later (idempotent)
+    }
+
+    if (copies > 0) {
+      std::lock_guard<std::mutex> w(write_mu_);
+      auto set = writer_->Prepare(kSqlSetCopies);
+      if (set.ok() && SetSync(false).ok()) {
+        StmtReset reset(*set);
+        sqlite3_bind_blob(*set, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
+        sqlite3_bind_int(*set, 2, copies);
+        (void)StepDone(*writer_, *set, "recording copies");
+      }
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    upload_errors_++;
+    last_upload_error_ = status.ToString();
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;
+    PendingEntry& e = it->second;
+    e.in_flight = false;
+    e.copies = std::max(e.copies, copies);
+    e.attempts++;
+    const int shift = std::min(e.attempts - 1, 20);
+    const int64_t delay =
+        std::min(options_.retry_max_ms, options_.retry_initial_ms * (int64_t{1} << shift));
+    e.next_try_ms = NowMs() + delay;
+    delayed_.emplace(e.next_try_ms, id);
+    if (e.attempts == 1 || e.attempts % 10 == 0) {
+      LogWarn(kComponent, "upload of slice " + id.ToHex().substr(0, 12) + " failed (attempt " +
+                              std::to_string(e.attempts) + ", retry in " + std::to_string(delay) +
+                              " ms): " + status.ToString());
+    }
+    done_cv_.notify_all();
+    work_cv_.notify_one();
+  }
+
+  Status MarkUploadedLocked(const SliceId& id, int copies) {
+    MESHFS_RETURN_IF_ERROR(SetSync(false));
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * mark, writer_->Prepare(kSqlMarkUploaded));
+    StmtReset reset(mark);
+    sqlite3_bind_blob(mark, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
+    sqlite3_bind_int(mark, 2, copies);
+    return StepDone(*writer_, mark, "marking a slice uploaded");
+  }
+
+  // Creates the reserve file if it is missing (best effort).
+  void EnsureReserve() {
+    if (::access(reserve_path_.c_str(), F_OK) == 0) {
+      reserve_present_ = true;
+      return;
+    }
+    const int fd = ::open(reserve_path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    const bool ok = ::posix_fallocate(fd, 0, kReserveBytes) == 0 && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok) {
+      ::unlink(reserve_path_.c_str());
+      return;
+    }
+    reserve_present_ = true;
+  }
+
+  // REQUIRES: write_mu_ held.
+  void ReleaseReserveLocked() {
+    if (reserve_present_ && ::unlink(reserve_path_.c_str()) == 0) {
+      LogWarn(kComponent, "cache disk full: released the reserve so uploads can be recorded");
+    }
+    reserve_present_ = false;
+  }
+
+  void HousekeeperLoop() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!stopping_) {
+      housekeeper_cv_.wait_for(l, std::chrono::seconds(1));
+      if (stopping_) break;
+      const bool touched = !touches_.empty();
+      l.unlock();
+      {
+        std::lock_guard<std::mutex> w(write_mu_);
+        if (touched) {
+          Status s = FlushTouchesLocked();
+          if (!s.ok()) LogDebug(kComponent, "access times not recorded: " + s.ToString());
+        }
+        if (!reserve_present_) EnsureReserve();
+      }
+      l.lock();
+    }
+  }
+
+  CacheStats StatsLocked() const {
+    CacheStats st;
+    st.cached_bytes = cached_bytes_;
+    st.cached_slices = cached_slices_;
+    st.pending_slices = pending_.size();
+    st.pending_bytes = pending_bytes_;
+    st.hits = hits_.load();
+    st.misses = misses_.load();
+    st.upload_errors = upload_errors_;
+    st.last_upload_error = last_upload_error_;
+    st.uploaded_slices = uploaded_;
+    st.corrupt_cached = corrupt_cached_.load();
+    return st;
+  }
+
+  const CacheOptions options_;
+  SliceStore* const remote_;
+  ReplicaReporter* const reporter_;
+  Clock* const clock_;
+
+  std::mutex write_mu_;  // the writer connection
+  std::unique_ptr<SqliteDb> writer_;
+  bool sync_full_ = true;  // GUARDED_BY(write_mu_)
+  std::string reserve_path_;
+  bool reserve_present_ = false;  // GUARDED_BY(write_mu_)
+
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<SqliteDb>> readers_;
+
+  mutable std::mutex mu_;  // everything below
+  std::condition_variable work_cv_, space_cv_, done_cv_, housekeeper_cv_;
+  bool stopping_ = false;
+  uint64_t seq_ = 0;
+  uint64_t cached_bytes_ = 0, cached_slices_ = 0;
+  uint64_t pending_bytes_ = 0, reserved_bytes_ = 0;
+  std::unordered_map<SliceId, PendingEntry> pending_;
+  std::deque<SliceId> ready_;
+  std::multimap<int64_t, SliceId> delayed_;
+  std::unordered_map<SliceId, int64_t> touches_;
+  uint64_t upload_errors_ = 0, uploaded_ = 0;
+  std::string last_upload_error_;
+  std::atomic<uint64_t> hits_{0}, misses_{0}, corrupt_cached_{0};
+
+  std::vector<std::thread> workers_;
+  std::thread housekeeper_;
+};
+
+CachingStore::CachingStore() = default;
+CachingStore::~CachingStore() = default;
+
+Result<std::unique_ptr<CachingStore>> CachingStore::Open(const CacheOptions& options,
+                                                         SliceStore* remote, Clock* clock) {
+  if (remote == nullptr) return Status::InvalidArgument("cache needs a remote store");
+  if (options.max_bytes == 0) return Status::InvalidArgument("cache_size must be positive");
+  std::unique_ptr<CachingStore> store(new CachingStore());
+  store->impl_ = std::make_unique<Impl>(options, remote, clock);
+  MESHFS_RETURN_IF_ERROR(store->impl_->Init().WithContext("opening the block cache"));
+  return store;
+}
+
+Status CachingStore::Put(const SliceId& id, std::string_view blob) { return impl_->Put(id, blob); }
+Result<std::string> CachingStore::Get(const SliceId& id) { return impl_->Get(id); }
+Result<bool> CachingStore::Contains(const SliceId& id) { return impl_->Contains(id); }
+Status CachingStore::Remove(const SliceId& id) { return impl_->Remove(id); }
+Status CachingStore::Flush() { return impl_->Flush(); }
+Status CachingStore::WaitUploaded(int64_t timeout_ms,
+                                  const std::function<void(const CacheStats&)>& progress) {
+  return impl_->WaitUploaded(timeout_ms, progress);
+}
+CacheStats CachingStore::Stats() const { return impl_->Stats(); }
+Status CachingStore::ClearUploaded() { return impl_->ClearUploaded(); }
+
+Status ClearUploadedOffline(const std::filesystem::path& db_path) {
+  MESHFS_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, OpenCacheDb(db_path, /*create=*/false));
+  MESHFS_RETURN_IF_ERROR(db->Exec("DELETE FROM blobs WHERE state = 1"));
+  return db->Exec("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+}  // namespace meshfs::cache

@@ -1,0 +1,522 @@
+// CachingStore: the SliceStore contract, durability across reopen, the
+// upload queue under remote failures, eviction, back-pressure, a full disk,
+// damaged cached blobs, durability=network.
+#include "meshfs/cache/caching_store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "meshfs/core/replica_reporter.h"
+#include "testing/memory_store.h"
+#include "testing/slice_store_contract.h"
+
+namespace meshfs::cache {
+namespace {
+
+namespace fs = std::filesystem;
+using meshfs::testing::FaultyStore;
+using meshfs::testing::MemoryStore;
+using meshfs::testing::RandomBlob;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "meshfs-cache-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+CacheOptions SmallOptions(const fs::path& dir) {
+  CacheOptions o;
+  o.db_path = dir / "cache.db";
+  o.max_bytes = 64 << 20;
+  o.upload_threads = 2;
+  o.backpressure_timeout_ms = 300;
+  o.retry_initial_ms = 10;
+  o.retry_max_ms = 100;
+  o.network_flush_timeout_ms = 500;
+  return o;
+}
+
+// ---- the contract: MemoryStore and CachingStore over MemoryStore ----
+
+struct MemoryMaker {
+  SliceStore* store() { return &mem; }
+  std::string skip_reason() { return ""; }
+  MemoryStore mem;
+};
+
+struct CachingMaker {
+  CachingMaker() {
+    auto s = CachingStore::Open(SmallOptions(dir.path()), &mem);
+    if (s.ok()) cache = std::move(*s);
+    else error = s.status().ToString();
+  }
+  SliceStore* store() { return cache.get(); }
+  std::string skip_reason() {
+    EXPECT_EQ(error, "");  // an Open failure is a failure, not a skip
+    return error;
+  }
+  TempDir dir;
+  MemoryStore mem;
+  std::string error;
+  std::unique_ptr<CachingStore> cache;
+};
+
+using Makers = ::testing::Types<MemoryMaker, CachingMaker>;
+
+}  // namespace
+}  // namespace meshfs::cache
+
+namespace meshfs::testing {
+INSTANTIATE_TYPED_TEST_SUITE_P(Stores, SliceStoreContract, meshfs::cache::Makers);
+}  // namespace meshfs::testing
+
+namespace meshfs::cache {
+namespace {
+
+// ---- CachingStore specifics ----
+
+class CachingStoreTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<CachingStore> OpenCache(const CacheOptions& o, SliceStore* remote,
+                                          Clock* clock = Clock::Real()) {
+    auto s = CachingStore::Open(o, remote, clock);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+  TempDir dir_;
+  MemoryStore mem_;
+  FaultyStore faulty_{&mem_};
+};
+
+TEST_F(CachingStoreTest, PutIsLocalFirstThenUploadedInBackground) {
+  faulty_.FailWith(Code::kUnavailable);
+  auto cache = OpenCache(SmallOptions(dir_.path()), &faulty_);
+  const std::string blob = RandomBlob(10000, 1);
+  const SliceId id = SliceId::ForBlob(blob);
+  ASSERT_TRUE(cache->Put(id, blob).ok());  // peers down: still acknowledged locally
+  EXPECT_EQ(*cache->Get(id), blob);
+  CacheStats st = cache->Stats();
+  EXPECT_EQ(st.pending_slices, 1u);
+  EXPECT_EQ(st.pending_bytes, blob.size());
+  EXPECT_EQ(st.hits, 1u);
+  EXPECT_EQ(mem_.size(), 0u);
+  EXPECT_EQ(cache->WaitUploaded(100).code(), Code::kTimedOut);
+  faulty_.FailWith(Code::kOk);
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  EXPECT_EQ(*mem_.Get(id), blob);
+  st = cache->Stats();
+  EXPECT_EQ(st.pending_slices, 0u);
+  EXPECT_EQ(st.cached_slices, 1u);
+  EXPECT_GE(st.upload_errors, 1u);
+  EXPECT_EQ(st.uploaded_slices, 1u);
+  EXPECT_EQ(st.last_upload_error, "");
+}
+
+TEST_F(CachingStoreTest, QueuedUploadsSurviveReopenAndResume) {
+  faulty_.FailWith(Code::kUnavailable);
+  std::vector<std::string> blobs;
+  {
+    auto cache = OpenCache(SmallOptions(dir_.path()), &faulty_);
+    for (uint32_t i = 0; i < 20; ++i) {
+      blobs.push_back(RandomBlob(3000 + i, 50 + i));
+      ASSERT_TRUE(cache->Put(SliceId::ForBlob(blobs.back()), blobs.back()).ok());
+    }
+  }  // closed with everything still queued
+  {
+    auto cache = OpenCache(SmallOptions(dir_.path()), &faulty_);
+    EXPECT_EQ(cache->Stats().pending_slices, 20u);
+    for (auto& b : blobs) EXPECT_EQ(*cache->Get(SliceId::ForBlob(b)), b);
+  }
+  auto cache = OpenCache(SmallOptions(dir_.path()), &faulty_);
+  faulty_.FailWith(Code::kOk);
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  EXPECT_EQ(mem_.size(), blobs.size());
+  for (auto& b : blobs) EXPECT_EQ(*mem_.Get(SliceId::ForBlob(b)), b);
+}
+
+TEST_F(CachingStoreTest, KillNineKeepsAcknowledgedBlobs) {
+  // A child process puts blobs and dies with _exit (no destructors, no
+  // checkpoint): what Put acknowledged is in the database.
+  const CacheOptions o = SmallOptions(dir_.path());
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    MemoryStore child_mem;
+    FaultyStore child_remote(&child_mem);
+    child_remote.FailWith(Code::kUnavailable);
+    auto cache = CachingStore::Open(o, &child_remote);
+    if (!cache.ok()) _exit(3);
+    for (uint32_t i = 0; i < 10; ++i) {
+      const std::string b = RandomBlob(5000, 900 + i);
+      if (!(*cache)->Put(SliceId::ForBlob(b), b).ok()) _exit(4);
+      char c = 1;
+      if (write(pipefd[1], &c, 1) != 1) _exit(5);
+    }
+    pause();
+    _exit(0);
+  }
+  close(pipefd[1]);
+  int acked = 0;
+  char c;
+  while (acked < 10 && read(pipefd[0], &c, 1) == 1) acked++;
+  kill(pid, SIGKILL);
+  int wstatus = 0;
+  waitpid(pid, &wstatus, 0);
+  close(pipefd[0]);
+  ASSERT_EQ(acked, 10);
+  auto cache = OpenCache(o, &mem_);
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  for (uint32_t i = 0; i < 10; ++i) {
+    const std::string b = RandomBlob(5000, 900 + i);
+    EXPECT_EQ(*mem_.Get(SliceId::ForBlob(b)), b);
+  }
+}
+
+TEST_F(CachingStoreTest, RemoteFailuresAreRetriedWithoutLoss) {
+  faulty_.FailWith(Code::kUnavailable);
+  auto cache = OpenCache(SmallOptions(dir_.path()), &faulty_);
+  std::vector<std::string> blobs;
+  for (uint32_t i = 0; i < 30; ++i) {
+    blobs.push_back(RandomBlob(1000, 200 + i));
+    ASSERT_TRUE(cache->Put(SliceId::ForBlob(blobs.back()), blobs.back()).ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  CacheStats st = cache->Stats();
+  EXPECT_EQ(st.pending_slices, 30u);
+  EXPECT_GT(st.upload_errors, 30u);  // retried, not given up
+  EXPECT_NE(st.last_upload_error.find("injected"), std::string::npos);
+  faulty_.FailWith(Code::kOk);
+  int progress_calls = 0;
+  ASSERT_TRUE(cache->WaitUploaded(5000, [&](const CacheStats&) { progress_calls++; }).ok());
+  EXPECT_EQ(mem_.size(), 30u);
+}
+
+TEST_F(CachingStoreTest, EvictionNeverDropsPendingAndBackPressureEndsInNoSpace) {
+  faulty_.FailWith(Code::kUnavailable);
+  CacheOptions o = SmallOptions(dir_.path());
+  o.max_bytes = 10 * 4096;
+  auto cache = OpenCache(o, &faulty_);
+  std::vector<std::string> blobs;
+  for (uint32_t i = 0; i < 10; ++i) {
+    blobs.push_back(RandomBlob(4096, 300 + i));
+    ASSERT_TRUE(cache->Put(SliceId::ForBlob(blobs.back()), blobs.back()).ok());
+  }
+  const std::string extra = RandomBlob(4096, 399);
+  const auto start = std::chrono::steady_clock::now();
+  Status s = cache->Put(SliceId::ForBlob(extra), extra);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(s.code(), Code::kNoSpace) << s.ToString();
+  EXPECT_NE(s.message().find("not yet uploaded"), std::string::npos);
+  EXPECT_GE(waited, std::chrono::milliseconds(250));
+  // Nothing acknowledged was dropped.
+  for (auto& b : blobs) EXPECT_EQ(*cache->Get(SliceId::ForBlob(b)), b);
+  EXPECT_EQ(cache->Stats().pending_slices, 10u);
+
+  // Peers come back: uploads drain, the put goes through, and uploaded blobs
+  // are evicted to stay under the bound.
+  faulty_.FailWith(Code::kOk);
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  ASSERT_TRUE(cache->Put(SliceId::ForBlob(extra), extra).ok());
+  CacheStats st = cache->Stats();
+  EXPECT_LE(st.cached_bytes, o.max_bytes);
+  EXPECT_EQ(st.cached_slices, 10u);
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  EXPECT_EQ(mem_.size(), 11u);
+}
+
+TEST_F(CachingStoreTest, BackPressureReleasesWhenUploadsDrain) {
+  faulty_.FailWith(Code::kUnavailable);
+  CacheOptions o = SmallOptions(dir_.path());
+  o.max_bytes = 4 * 4096;
+  o.backpressure_timeout_ms = 10'000;
+  auto cache = OpenCache(o, &faulty_);
+  for (uint32_t i = 0; i < 4; ++i) {
+    const std::string b = RandomBlob(4096, 400 + i);
+    ASSERT_TRUE(cache->Put(SliceId::ForBlob(b), b).ok());
+  }
+  std::thread healer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    faulty_.FailWith(Code::kOk);
+  });
+  const std::string b = RandomBlob(4096, 499);
+  const auto start = std::chrono::steady_clock::now();
+  Status s = cache->Put(SliceId::ForBlob(b), b);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  healer.join();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_GE(waited, std::chrono::milliseconds(250));
+  EXPECT_LT(waited, std::chrono::milliseconds(5000));
+}
+
+TEST_F(CachingStoreTest, LruEvictsTheLeastRecentlyRead) {
+  FakeClock clock;
+  CacheOptions o = SmallOptions(dir_.path());
+  o.max_bytes = 3 * 1000;
+  auto cache = OpenCache(o, &faulty_, &clock);
+  std::vector<std::string> b;
+  for (uint32_t i = 0; i < 3; ++i) {
+    b.push_back(RandomBlob(1000, 500 + i));
+    ASSERT_TRUE(cache->Put(SliceId::ForBlob(b[i]), b[i]).ok());
+    clock.Advance(1000);
+  }
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  clock.Advance(1000);
+  ASSERT_TRUE(cache->Get(SliceId::ForBlob(b[0])).ok());  // b[0] is now the most recent
+  b.push_back(RandomBlob(1000, 503));
+  ASSERT_TRUE(cache->Put(SliceId::ForBlob(b[3]), b[3]).ok());
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  // Offline: only what is cached is readable.
+  faulty_.FailWith(Code::kUnavailable);
+  EXPECT_TRUE(cache->Get(SliceId::ForBlob(b[0])).ok());
+  EXPECT_EQ(cache->Get(SliceId::ForBlob(b[1])).status().code(), Code::kUnavailable);
+  EXPECT_TRUE(cache->Get(SliceId::ForBlob(b[2])).ok());
+  EXPECT_TRUE(cache->Get(SliceId::ForBlob(b[3])).ok());
+  EXPECT_EQ(cache->Stats().cached_slices, 3u);
+}
+
+TEST_F(CachingStoreTest, MissFetchesVerifiesAndCaches) {
+  auto cache = OpenCache(SmallOptions(dir_.path()), &faulty_);
+  const std::string blob = RandomBlob(2048, 600);
+  const SliceId id = SliceId::ForBlob(blob);
+  ASSERT_TRUE(mem_.Put(id, blob).ok());
+  EXPECT_EQ(*cache->Get(id), blob);
+  EXPECT_EQ(cache->Stats().misses, 1u);
+  faulty_.FailWith(Code::kUnavailable);
+  EXPECT_EQ(*cache->Get(id), blob);  // now served locally
+  EXPECT_EQ(cache->Stats().hits, 1u);
+  EXPECT_EQ(cache->Stats().pending_slices, 0u);
+
+  // A remote that serves damaged bytes: Corruption, nothing cached.
+  faulty_.FailWith(Code::kOk);
+  const std::string other = RandomBlob(2048, 601);
+  const SliceId other_id = SliceId::ForBlob(other);
+  mem_.Tamper(other_id, "garbage");
+  EXPECT_EQ(cache->Get(other_id).status().code(), Code::kCorruption);
+  EXPECT_EQ(cache->Stats().cached_slices, 1u);
+}
+
+void TamperRow(const fs::path& db_path, const SliceId& id) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE blobs SET data = x'deadbeef' WHERE id = ?1", -1, &s,
+                               nullptr),
+            SQLITE_OK);
+  sqlite3_bind_blob(s, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
+  EXPECT_EQ(sqlite3_step(s), SQLITE_DONE);
+  EXPECT_EQ(sqlite3_changes(db), 1);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+}
+
+TEST_F(CachingStoreTest, DamagedCachedBlobIsDetectedAndRefetched) {
+  const CacheOptions o = SmallOptions(dir_.path());
+  auto cache = OpenCache(o, &faulty_);
+  const std::string blob = RandomBlob(3000, 700);
+  const SliceId id = SliceId::ForBlob(blob);
+  ASSERT_TRUE(cache->Put(id, blob).ok());
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  TamperRow(o.db_path, id);
+  auto got = cache->Get(id);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, blob);
+  EXPECT_EQ(cache->Stats().corrupt_cached, 1u);
+  // The good copy replaced the damaged one.
+  faulty_.FailWith(Code::kUnavailable);
+  EXPECT_EQ(*cache->Get(id), blob);
+
+  // Damaged and not on the peers: a clear Corruption, never the bad bytes.
+  const std::string lonely = RandomBlob(3000, 701);
+  const SliceId lonely_id = SliceId::ForBlob(lonely);
+  ASSERT_TRUE(cache->Put(lonely_id, lonely).ok());
+  TamperRow(o.db_path, lonely_id);
+  auto bad = cache->Get(lonely_id);
+  EXPECT_EQ(bad.status().code(), Code::kCorruption);
+  EXPECT_NE(bad.status().message().find("damaged"), std::string::npos);
+}
+
+TEST_F(CachingStoreTest, RemoveDropsLocalCopyAndForwards) {
+  auto cache = OpenCache(SmallOptions(dir_.path()), &faulty_);
+  const std::string blob = RandomBlob(1500, 800);
+  const SliceId id = SliceId::ForBlob(blob);
+  ASSERT_TRUE(cache->Put(id, blob).ok());
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  ASSERT_TRUE(cache->Remove(id).ok());
+  EXPECT_FALSE(*mem_.Contains(id));
+  EXPECT_FALSE(*cache->Contains(id));
+  EXPECT_EQ(cache->Stats().cached_slices, 0u);
+}
+
+TEST_F(CachingStoreTest, ClearUploadedKeepsPending) {
+  const CacheOptions o = SmallOptions(dir_.path());
+  const std::string up = RandomBlob(4000, 900), queued = RandomBlob(4000, 901);
+  {
+    auto cache = OpenCache(o, &faulty_);
+    ASSERT_TRUE(cache->Put(SliceId::ForBlob(up), up).ok());
+    ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+    faulty_.FailWith(Code::kUnavailable);
+    ASSERT_TRUE(cache->Put(SliceId::ForBlob(queued), queued).ok());
+    ASSERT_TRUE(cache->ClearUploaded().ok());
+    CacheStats st = cache->Stats();
+    EXPECT_EQ(st.cached_slices, 1u);
+    EXPECT_EQ(st.pending_slices, 1u);
+    EXPECT_EQ(cache->Get(SliceId::ForBlob(up)).status().code(), Code::kUnavailable);
+    EXPECT_EQ(*cache->Get(SliceId::ForBlob(queued)), queued);
+  }
+  // Offline variant on a closed database, then reopen.
+  faulty_.FailWith(Code::kOk);
+  ASSERT_TRUE(mem_.Put(SliceId::ForBlob(up), up).ok());
+  {
+    auto cache = OpenCache(o, &mem_);
+    ASSERT_TRUE(cache->Get(SliceId::ForBlob(up)).ok());  // cached again as uploaded
+    ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+    EXPECT_EQ(cache->Stats().cached_slices, 2u);
+  }
+  ASSERT_TRUE(ClearUploadedOffline(o.db_path).ok());
+  auto cache = OpenCache(o, &mem_);
+  EXPECT_EQ(cache->Stats().cached_slices, 0u);
+  EXPECT_EQ(ClearUploadedOffline(dir_.path() / "missing.db").code(), Code::kNotFound);
+}
+
+TEST_F(CachingStoreTest, ForeignFileIsRefusedAndLeftAlone) {
+  const fs::path p = dir_.path() / "cache.db";
+  const std::string notes = "this is not a database, it is someone's notes\n";
+  {
+    std::ofstream f(p);
+    f << notes;
+  }
+  CacheOptions o = SmallOptions(dir_.path());
+  auto s = CachingStore::Open(o, &mem_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), Code::kCorruption) << s.status().ToString();
+  EXPECT_NE(s.status().message().find("cache.db"), std::string::npos);
+  EXPECT_EQ(fs::file_size(p), notes.size());
+
+  // A valid SQLite database of another program.
+  const fs::path other = dir_.path() / "other.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(other.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE t(x)", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  o.db_path = other;
+  auto s2 = CachingStore::Open(o, &mem_);
+  ASSERT_FALSE(s2.ok());
+  EXPECT_EQ(s2.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(s2.status().message().find("not a meshfs cache"), std::string::npos);
+}
+
+// A remote that reports copies: it holds `copies_per_put` of the wanted 3.
+class CountingStore final : public SliceStore, public ReplicaReporter {
+ public:
+  explicit CountingStore(SliceStore* base) : base_(base) {}
+  Status Put(const SliceId& id, std::string_view blob) override {
+    int c;
+    return PutCounted(id, blob, &c);
+  }
+  Status PutCounted(const SliceId& id, std::string_view blob, int* copies) override {
+    MESHFS_RETURN_IF_ERROR(base_->Put(id, blob));
+    *copies = copies_per_put.load();
+    if (*copies < 3) return Status::Unavailable("only " + std::to_string(*copies) + " copies");
+    return Status::OK();
+  }
+  int Replicas() const override { return 3; }
+  Result<std::string> Get(const SliceId& id) override { return base_->Get(id); }
+  Result<bool> Contains(const SliceId& id) override { return base_->Contains(id); }
+  Status Remove(const SliceId& id) override { return base_->Remove(id); }
+  Status Flush() override { return Status::OK(); }
+  std::atomic<int> copies_per_put{1};
+
+ private:
+  SliceStore* base_;
+};
+
+TEST_F(CachingStoreTest, NetworkDurabilityFlushWaitsForMinimumCopies) {
+  CountingStore counting(&mem_);
+  CacheOptions o = SmallOptions(dir_.path());
+  o.durability = Durability::kNetwork;
+  o.min_network_copies = 2;
+  auto cache = OpenCache(o, &counting);
+  const std::string blob = RandomBlob(1000, 1000);
+  ASSERT_TRUE(cache->Put(SliceId::ForBlob(blob), blob).ok());
+  Status s = cache->Flush();  // only 1 of the 2 required copies
+  EXPECT_EQ(s.code(), Code::kTimedOut) << s.ToString();
+  EXPECT_NE(s.message().find("2 peers"), std::string::npos);
+  counting.copies_per_put = 2;  // enough for Flush, still short of R: stays pending
+  ASSERT_TRUE(cache->Flush().ok());
+  EXPECT_EQ(cache->Stats().pending_slices, 1u);
+  counting.copies_per_put = 3;
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+
+  // Local durability: Flush returns at once even with peers down.
+  faulty_.FailWith(Code::kUnavailable);
+  TempDir other;
+  CacheOptions lo = SmallOptions(other.path());
+  auto local = OpenCache(lo, &faulty_);
+  ASSERT_TRUE(local->Put(SliceId::ForBlob(blob), blob).ok());
+  EXPECT_TRUE(local->Flush().ok());
+}
+
+// Full disk: the cache database on a 3 MiB tmpfs. Needs root (mount).
+TEST_F(CachingStoreTest, FullDiskGivesNoSpaceAndKeepsWhatWasAcknowledged) {
+  const fs::path mnt = dir_.path() / "tiny";
+  fs::create_directories(mnt);
+  if (geteuid() != 0 || mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=3m") != 0) {
+    GTEST_SKIP() << "needs root to mount a tiny tmpfs";
+  }
+  struct Unmount {
+    fs::path p;
+    ~Unmount() { umount2(p.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  faulty_.FailWith(Code::kUnavailable);
+  CacheOptions o = SmallOptions(mnt);
+  std::vector<std::string> acked;
+  Status last;
+  {
+    auto cache = OpenCache(o, &faulty_);
+    ASSERT_NE(cache, nullptr);
+    for (uint32_t i = 0; i < 200; ++i) {
+      std::string b = RandomBlob(64 << 10, 2000 + i);
+      last = cache->Put(SliceId::ForBlob(b), b);
+      if (!last.ok()) break;
+      acked.push_back(std::move(b));
+    }
+    EXPECT_EQ(last.code(), Code::kNoSpace) << last.ToString();
+    EXPECT_NE(last.message().find("disk full"), std::string::npos);
+    EXPECT_GT(acked.size(), 5u);
+    for (auto& b : acked) {
+      auto got = cache->Get(SliceId::ForBlob(b));
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      EXPECT_TRUE(*got == b);
+    }
+    EXPECT_EQ(cache->Stats().pending_slices, acked.size());
+  }
+  // Reopened: everything acknowledged is still queued and then uploaded.
+  faulty_.FailWith(Code::kOk);
+  auto cache = OpenCache(o, &faulty_);
+  ASSERT_NE(cache, nullptr);
+  EXPECT_EQ(cache->Stats().cached_slices, acked.size());  // uploads start at once
+  ASSERT_TRUE(cache->WaitUploaded(10000).ok());
+  for (auto& b : acked) EXPECT_TRUE(*mem_.Get(SliceId::ForBlob(b)) == b);
+}
+
+}  // namespace
+}  // namespace meshfs::cache
