@@ -1,14 +1,13 @@
 // meshfs sync, status, peers, cache clear, umount: the commands that talk to
 // a mounted volume's daemon over VOLUME/control.sock (meshfs/fs/control.h),
 // and read what they can from the volume directory when it is not mounted.
-#include <signal.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <future>
 #include <iomanip>
 #include <iostream>
@@ -530,6 +529,18 @@ bool FuserUnmount(const std::filesystem::path& mountpoint, bool lazy) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+// True while `pid` exists and is not a zombie (a daemon started with -f by
+// a parent that has not reaped it yet is done once it is a zombie).
+bool ProcessRunning(int64_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!in || !std::getline(in, stat)) return false;
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat.size()) return false;
+  const char state = stat[paren + 2];
+  return state != 'Z' && state != 'X';
+}
+
 bool StillMounted(const std::filesystem::path& mountpoint) {
   for (const MountEntry& e : ReadMountTable()) {
     if (e.mountpoint == mountpoint.native()) return true;
@@ -617,8 +628,7 @@ int RunUmount() {
   // after this command finds the volume free (bounded; never fatal).
   if (t->pid > 0 && t->pid != ::getpid()) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while ((::kill(static_cast<pid_t>(t->pid), 0) == 0 || errno == EPERM) &&
-           std::chrono::steady_clock::now() < deadline) {
+    while (ProcessRunning(t->pid) && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
