@@ -262,5 +262,64 @@ TEST(Volume, DamagedKeyFileSaysDamaged) {
   EXPECT_EQ(gone.status().code(), Code::kNotFound);
 }
 
+std::string config_only() {
+  return SampleConfig(VolumeKeys::Derive(MasterKey::Random())).ToToml();
+}
+
+TEST(VolumeExport, RoundTripsAndRejectsDamage) {
+  const MasterKey master = MasterKey::Random();
+  const VolumeKeys keys = VolumeKeys::Derive(master);
+  VolumeExport e;
+  e.config = SampleConfig(keys);
+  auto file = WrapMasterKey(master, "pw", crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN);
+  ASSERT_TRUE(file.ok());
+  e.key_file_bytes = *file;
+  const std::string text = e.ToToml();
+  auto parsed = VolumeExport::Parse(text);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString() << "\n" << text;
+  EXPECT_EQ(parsed->config.volume_id, keys.VolumeIdHex());
+  EXPECT_EQ(parsed->config.peers, e.config.peers);
+  EXPECT_EQ(parsed->config.slice_size, e.config.slice_size);
+  EXPECT_EQ(parsed->key_file_bytes, *file);
+  auto opened = OpenKeyFile(parsed->key_file_bytes, "pw");
+  ASSERT_TRUE(opened.ok());
+  EXPECT_EQ(opened->bytes, master.bytes);
+
+  // Raw keys: key_kind must say so.
+  VolumeExport raw = e;
+  raw.config.key_wrapped = false;
+  raw.config.key_file = "/somewhere/k";  // never exported
+  raw.key_file_bytes = EncodeRawKeyFile(master);
+  const std::string raw_text = raw.ToToml();
+  EXPECT_EQ(raw_text.find("key_file"), std::string::npos);
+  EXPECT_NE(raw_text.find("NOT wrapped"), std::string::npos);
+  ASSERT_TRUE(VolumeExport::Parse(raw_text).ok());
+
+  auto replace = [&](const std::string& from, const std::string& to) {
+    std::string t = text;
+    const size_t at = t.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return t.replace(at, from.size(), to);
+  };
+  struct Case {
+    std::string text, want;
+  } cases[] = {
+      {replace("meshfs-volume-export", "something-else"), "not a meshfs volume export"},
+      {replace("format_version = 1", "format_version = 9"), "unknown format version 9"},
+      {replace("key = \"4d46534b", "key = \"4d46534c"), "key file is damaged"},
+      {replace("key = \"4d", "key = \"zz"), "not lowercase hex"},
+      {replace("key_kind = \"wrapped\"", "key_kind = \"raw\""), "does not match"},
+      {replace("replicas = 2", "replicas = 99"), "replicas"},
+      {config_only(), "not a meshfs volume export"},
+      {"", "not a meshfs volume export"},
+  };
+  for (const auto& c : cases) {
+    auto r = VolumeExport::Parse(c.text);
+    ASSERT_FALSE(r.ok()) << c.want;
+    EXPECT_NE(r.status().message().find(c.want), std::string::npos)
+        << r.status().message() << " (wanted " << c.want << ")";
+  }
+}
+
 }  // namespace
 }  // namespace meshfs::fs
