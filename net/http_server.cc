@@ -23,6 +23,7 @@ struct HttpServer::Conn {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   int status = 0;
   uint64_t response_bytes = 0;
+  uint64_t accounted = 0;  // body bytes counted in HttpServer::buffered_
   bool handled = false;
 };
 
@@ -98,13 +99,23 @@ struct HttpServerCallbacks {
       if (*upload_data_size > 0) {
         ServerRequest& req = conn->request;
         req.body_bytes += *upload_data_size;
-        if (!req.body_too_large &&
-            req.body.size() + *upload_data_size <= server->options_.max_body_bytes) {
-          req.body.append(upload_data, *upload_data_size);
-        } else {
-          req.body_too_large = true;
-          req.body.clear();
-          req.body.shrink_to_fit();
+        const uint64_t n = *upload_data_size;
+        if (!req.body_too_large && !req.server_busy) {
+          if (req.body.size() + n > server->options_.max_body_bytes) {
+            req.body_too_large = true;
+          } else if (server->buffered_.fetch_add(n) + n > server->options_.max_buffered_bytes) {
+            server->buffered_.fetch_sub(n);
+            req.server_busy = true;
+          } else {
+            conn->accounted += n;
+            req.body.append(upload_data, n);
+          }
+          if (req.body_too_large || req.server_busy) {
+            server->buffered_.fetch_sub(conn->accounted);
+            conn->accounted = 0;
+            req.body.clear();
+            req.body.shrink_to_fit();
+          }
         }
         *upload_data_size = 0;
         return MHD_YES;
@@ -137,6 +148,7 @@ struct HttpServerCallbacks {
       } catch (...) {
       }
     }
+    server->buffered_.fetch_sub(conn->accounted);
     delete conn;
     server->in_flight_.fetch_sub(1);
   }

@@ -31,6 +31,7 @@ struct ServerRequest {
   std::map<std::string, std::string> query;
   std::string body;
   bool body_too_large = false;  // the body exceeded max_body_bytes and was dropped
+  bool server_busy = false;     // dropped: all requests together buffer too much
   uint64_t body_bytes = 0;      // bytes received (even if dropped)
 };
 
@@ -65,6 +66,7 @@ class HttpServer final {
     uint64_t max_body_bytes = 0;     // larger bodies are dropped (body_too_large)
     unsigned max_connections = 1024;
     unsigned idle_timeout_s = 60;    // keep-alive connections idle this long are closed
+    uint64_t max_buffered_bytes = 1ull << 30;  // request bodies held at once, all connections
   };
   using Handler = std::function<ServerResponse(ServerRequest&)>;
   // Called after every response: (method, path, status, request body bytes,
@@ -99,6 +101,7 @@ class HttpServer final {
   MHD_Daemon* daemon_ = nullptr;
   uint16_t port_ = 0;
   std::atomic<int> in_flight_{0};
+  std::atomic<uint64_t> buffered_{0};  // bytes of request bodies held now
   bool accepting_ = true;
 
   friend struct HttpServerCallbacks;

@@ -97,6 +97,7 @@ class Node::Impl {
     HttpServer::Options ho;
     ho.listen = options_.listen;
     ho.max_body_bytes = options_.max_blob_bytes;
+    ho.max_buffered_bytes = options_.max_buffered_bytes;
     MESHFS_ASSIGN_OR_RETURN(
         server_, HttpServer::Start(
                      ho, [this](ServerRequest& r) { return Handle(r); },
@@ -141,6 +142,10 @@ class Node::Impl {
     const std::string& p = r.path;
     if (!ready_.load(std::memory_order_acquire)) {
       return ServerResponse::Text(503, "node is starting; retry");
+    }
+    if (r.server_busy) {
+      LogWarn("node", "too many uploads in flight; refusing " + r.method + " " + Printable(p));
+      return ServerResponse::Text(503, "too many uploads in flight; retry later");
     }
     if (r.body_too_large) {
       return ServerResponse::Text(413, "request body over the " +

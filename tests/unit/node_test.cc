@@ -26,7 +26,7 @@ class NodeTest : public ::testing::Test {
     for (const auto& d : dirs_) fs::remove_all(d);
   }
 
-  Node* StartNode(uint64_t capacity = 0) {
+  Node* StartNode(uint64_t capacity = 0, uint64_t max_buffered = 1ull << 30) {
     char tmpl[] = "/tmp/meshfs-node-test-XXXXXX";
     EXPECT_NE(::mkdtemp(tmpl), nullptr);
     dirs_.push_back(tmpl);
@@ -34,6 +34,7 @@ class NodeTest : public ::testing::Test {
     o.data_dir = tmpl;
     o.listen = {"127.0.0.1", 0};
     o.capacity_bytes = capacity;
+    o.max_buffered_bytes = max_buffered;
     o.gossip.interval_ms = 200;
     auto n = Node::Start(o);
     EXPECT_TRUE(n.ok()) << n.status().ToString();
@@ -174,6 +175,21 @@ TEST_F(NodeTest, RootsAndSignedDeleteViaHttp) {
   resp = client_.Call(d);
   ASSERT_TRUE(resp.ok());
   EXPECT_EQ(resp->status, 403) << resp->body;
+}
+
+TEST_F(NodeTest, RefusesUploadsOverTheBufferedBytesCap) {
+  Node* n = StartNode(0, 100 * 1024);
+  ASSERT_NE(n, nullptr);
+  const std::string big = Blob(200 * 1024, 'h');
+  auto busy = client_.PutSlice(Addr(n), SliceId::ForBlob(big), big, "");
+  EXPECT_TRUE(busy.status().Is(Code::kUnavailable)) << busy.status().ToString();
+  const std::string small = Blob(50 * 1024, 'i');
+  EXPECT_TRUE(client_.PutSlice(Addr(n), SliceId::ForBlob(small), small, "").ok());
+  // The cap is released after each request.
+  for (int i = 0; i < 5; ++i) {
+    const std::string b = Blob(60 * 1024, static_cast<char>('j' + i));
+    EXPECT_TRUE(client_.PutSlice(Addr(n), SliceId::ForBlob(b), b, "").ok()) << i;
+  }
 }
 
 TEST_F(NodeTest, ManyConcurrentRequestsReuseConnections) {

@@ -29,6 +29,7 @@ struct NodeOptions {
   GossipOptions gossip;
   std::string version = "0";          // reported by /v1/info
   size_t max_forward = 16;            // longest X-Meshfs-Forward list accepted
+  uint64_t max_buffered_bytes = 1ull << 30;  // request bodies held at once (else 503)
   Clock* clock = nullptr;             // nullptr: Clock::Real()
 };
 
