@@ -278,6 +278,14 @@ def test_signed_delete_drops_references(cluster):
     other = nu.address(b"other")
     assert http("DELETE", url, headers=nu.delete_headers(pa, sa, other))[0] == 403
     assert http("DELETE", url, headers=nu.delete_headers(pa, sb, addr))[0] == 403
+    # Garbage and oversized messages.
+    h = nu.delete_headers(pa, sa, addr)
+    h["X-Meshfs-Nonce"] = "zz" * 16
+    assert http("DELETE", url, headers=h)[0] == 400
+    h = nu.delete_headers(pa, sa, addr)
+    h["X-Meshfs-Owner"] = "a" * 10000
+    assert 400 <= http("DELETE", url, headers=h)[0] < 500
+    assert http("DELETE", url, b"\0" * (17 << 20), nu.delete_headers(pa, sa, addr))[0] == 413
     assert http("GET", url)[1] == blob
 
     # A drops its reference: B still holds one.
