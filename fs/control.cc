@@ -23,18 +23,38 @@ namespace {
 constexpr std::string_view kComponent = "control";
 constexpr int kSendTimeoutSeconds = 10;
 
-Result<sockaddr_un> MakeAddress(const std::filesystem::path& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  const std::string& s = path.native();
-  if (s.empty() || s.size() >= sizeof(addr.sun_path)) {
-    return Status::InvalidArgument("control socket path '" + s + "' is empty or longer than " +
-                                   std::to_string(sizeof(addr.sun_path) - 1) +
-                                   " bytes; use a shorter volume path");
+// A sockaddr_un for `path`. A path longer than sun_path (deep volume
+// directories) is reached through /proc/self/fd/N/NAME with N an O_PATH
+// descriptor of its directory, held open as long as this object lives.
+class SocketAddress {
+ public:
+  static Result<std::unique_ptr<SocketAddress>> Make(const std::filesystem::path& path) {
+    auto a = std::unique_ptr<SocketAddress>(new SocketAddress());
+    a->addr_.sun_family = AF_UNIX;
+    std::string s = path.native();
+    if (s.empty()) return Status::InvalidArgument("empty control socket path");
+    if (s.size() >= sizeof(a->addr_.sun_path)) {
+      const std::string name = path.filename().native();
+      a->dir_fd_ = ::open(path.parent_path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (a->dir_fd_ < 0) return Status::FromErrno("open " + path.parent_path().native(), errno);
+      s = "/proc/self/fd/" + std::to_string(a->dir_fd_) + "/" + name;
+      if (s.size() >= sizeof(a->addr_.sun_path)) {
+        return Status::InvalidArgument("control socket name '" + name + "' is too long");
+      }
+    }
+    std::memcpy(a->addr_.sun_path, s.data(), s.size());
+    return a;
   }
-  std::memcpy(addr.sun_path, s.data(), s.size());
-  return addr;
-}
+  ~SocketAddress() {
+    if (dir_fd_ >= 0) ::close(dir_fd_);
+  }
+  const sockaddr_un& addr() const { return addr_; }
+
+ private:
+  SocketAddress() = default;
+  sockaddr_un addr_{};
+  int dir_fd_ = -1;
+};
 
 // Connects a new blocking socket to `path`; returns the fd or -errno.
 int ConnectRaw(const sockaddr_un& addr) {
@@ -140,7 +160,8 @@ ControlServer::ControlServer(std::filesystem::path path, int listen_fd, int wake
 
 Result<std::unique_ptr<ControlServer>> ControlServer::Start(
     const std::filesystem::path& socket_path) {
-  MESHFS_ASSIGN_OR_RETURN(sockaddr_un addr, MakeAddress(socket_path));
+  MESHFS_ASSIGN_OR_RETURN(auto address, SocketAddress::Make(socket_path));
+  const sockaddr_un& addr = address->addr();
   const std::string& s = socket_path.native();
 
   struct stat st {};
@@ -368,7 +389,8 @@ void ControlServer::HandleLine(Connection& conn, std::string_view line) {
 
 Result<std::unique_ptr<ControlClient>> ControlClient::Connect(
     const std::filesystem::path& socket_path, int timeout_ms) {
-  MESHFS_ASSIGN_OR_RETURN(sockaddr_un addr, MakeAddress(socket_path));
+  MESHFS_ASSIGN_OR_RETURN(auto address, SocketAddress::Make(socket_path));
+  const sockaddr_un& addr = address->addr();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
     int fd = ConnectRaw(addr);

@@ -102,7 +102,8 @@ class ControlServer final {
 
   // Binds and listens on `socket_path` (mode 0600) and starts the accept
   // thread. AlreadyExists if a live server answers there; a stale socket is
-  // replaced. InvalidArgument if the path is too long for sockaddr_un.
+  // replaced. Paths longer than sockaddr_un allows work too (through the
+  // directory's /proc/self/fd entry).
   static Result<std::unique_ptr<ControlServer>> Start(const std::filesystem::path& socket_path);
   ~ControlServer();  // Stop()
   ControlServer(const ControlServer&) = delete;
