@@ -7,6 +7,16 @@ namespace meshfs::fs {
 namespace {
 constexpr int kReadaheadSlices = 4;
 constexpr size_t kCommitBatch = 256;
+
+bool AllZero(std::string_view d) {
+  static const char kZeros[4096] = {};
+  while (!d.empty()) {
+    size_t n = std::min(d.size(), sizeof(kZeros));
+    if (std::memcmp(d.data(), kZeros, n) != 0) return false;
+    d.remove_prefix(n);
+  }
+  return true;
+}
 }  // namespace
 
 FileData::FileData(uint64_t ino, uint32_t slice_size, uint64_t size,
@@ -171,7 +181,8 @@ Status FileData::WriteBackLocked(uint64_t idx) {
   auto it = dirty_.find(idx);
   if (it == dirty_.end()) return Status::OK();
   const std::string& data = it->second.data;
-  if (data.empty()) {
+  if (data.empty() || AllZero(data)) {
+    // A slice of zeros is stored as a hole: no slice, reads give zeros.
     extents_.erase(idx);
   } else {
     MESHFS_ASSIGN_OR_RETURN(SliceId id, backend_->StoreSlice(data));

@@ -70,7 +70,8 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const Options& option
     return Status::IOError("cannot open metadata database " + options.path.string() + ": " + msg);
   }
   std::unique_ptr<MetadataStore> store(new MetadataStore(db));
-  MESHFS_RETURN_IF_ERROR(store->Init(options));
+  Status st = store->Init(options);
+  if (!st.ok()) return st.WithContext(options.path.string());
   return store;
 }
 
