@@ -124,8 +124,10 @@ int RunInit(const InitOptions& o) {
                                               " is already a volume; meshfs init never "
                                               "overwrites one (remove it first to start over)"));
   }
-  if (!o.passphrase_file.empty() && !o.key_file.empty()) {
-    return Fail("init", Status::InvalidArgument("--passphrase-file and --key-file exclude each other"));
+  if (!o.passphrase_file.empty() && !o.key_file.empty() && o.import_file.empty()) {
+    return Fail("init", Status::InvalidArgument(
+                            "--passphrase-file and --key-file exclude each other (a key file "
+                            "holds the key unwrapped)"));
   }
   fs::VolumeConfig config;
   fs::MasterKey master;
@@ -292,11 +294,10 @@ void RegisterInitCommands(CLI::App& app, CommandTable& table) {
   o.peers_opt = init->add_option("--peers", o.peers, "Storage peers, HOST:PORT[,...]");
   o.replicas_opt = init->add_option("--replicas", o.replicas, "Copies of each slice (default 3)");
   o.slice_opt = init->add_option("--slice-size", o.slice_size, "Slice size, 64K..16M (default 1M)");
-  auto* pf = init->add_option("--passphrase-file", o.passphrase_file,
-                              "Read the passphrase from a file (else MESHFS_PASSPHRASE or a prompt)");
-  auto* kf = init->add_option("--key-file", o.key_file,
+  init->add_option("--passphrase-file", o.passphrase_file,
+                              "Read the passphrase from a file (else MESHFS_PASSPHRASE or a prompt);\nwith --import, the passphrase of the export");
+  init->add_option("--key-file", o.key_file,
                               "Keep the key unwrapped in this file (mode 0600), for unattended use");
-  pf->excludes(kf);
   init->add_option("--import", o.import_file,
                    "Recreate an existing volume from a file made by 'meshfs key export'");
   init->footer(

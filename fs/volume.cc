@@ -102,8 +102,19 @@ Status WriteFileAtomic(const stdfs::path& path, std::string_view bytes, mode_t m
     if (exclusive) {
       // link(2) fails with EEXIST instead of replacing.
       if (::link(tmp.c_str(), path.c_str()) != 0) {
-        st = errno == EEXIST ? Status::AlreadyExists(path.string() + " already exists")
-                             : Status::FromErrno("create " + path.string(), errno);
+        const int err = errno;
+        struct stat existing;
+        if (err == EEXIST) {
+          st = Status::AlreadyExists(path.string() + " already exists");
+        } else if ((err == EPERM || err == EOPNOTSUPP) && ::lstat(path.c_str(), &existing) != 0 &&
+                   errno == ENOENT) {
+          // No hard links on this filesystem: check, then rename.
+          if (::rename(tmp.c_str(), path.c_str()) != 0) {
+            st = Status::FromErrno("rename to " + path.string(), errno);
+          }
+        } else {
+          st = Status::FromErrno("create " + path.string(), err);
+        }
       }
       ::unlink(tmp.c_str());
     } else if (::rename(tmp.c_str(), path.c_str()) != 0) {

@@ -202,6 +202,14 @@ def test_export_then_import_reproduces_the_volume(tmp_path):
         input="")
     assert config_value(tmp_path / "r5", "volume_id") == config_value(vol, "volume_id")
     assert "10.0.0.1:9000" in (tmp_path / "r5" / "config.toml").read_text()
+    # Into an unattended volume: the export's passphrase from a file, the key stored raw.
+    (tmp_path / "pf").write_text(PW + "\n")
+    run(["init", tmp_path / "r6", "--import", exp, "--key-file", tmp_path / "r6.key",
+         "--passphrase-file", tmp_path / "pf"], env=env(None), input="")
+    assert config_value(tmp_path / "r6", "volume_id") == config_value(vol, "volume_id")
+    assert config_value(tmp_path / "r6", "key_kind") == "raw"
+    assert mode(tmp_path / "r6.key") == 0o600
+    run(["key", "export", tmp_path / "r6", tmp_path / "r6.exp"], env=env(None), input="")
 
 
 def test_key_file_volume(tmp_path):
