@@ -26,15 +26,23 @@ Result<uint64_t> ParseSize(std::string_view text) {
   if (ec != std::errc() || end != text.data() + i || !std::isfinite(value)) return bad();
   std::string suffix(text.substr(i));
   for (char& c : suffix) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (suffix.ends_with("IB")) suffix.resize(suffix.size() - 2);
-  else if (suffix.size() == 2 && suffix.back() == 'B') suffix.pop_back();
-  else if (suffix == "B") suffix.clear();
+  if (suffix.ends_with("IB"))
+    suffix.resize(suffix.size() - 2);
+  else if (suffix.size() == 2 && suffix.back() == 'B')
+    suffix.pop_back();
+  else if (suffix == "B")
+    suffix.clear();
   double mult = 1;
-  if (suffix == "K") mult = 1024.0;
-  else if (suffix == "M") mult = 1024.0 * 1024;
-  else if (suffix == "G") mult = 1024.0 * 1024 * 1024;
-  else if (suffix == "T") mult = 1024.0 * 1024 * 1024 * 1024;
-  else if (!suffix.empty()) return bad();
+  if (suffix == "K")
+    mult = 1024.0;
+  else if (suffix == "M")
+    mult = 1024.0 * 1024;
+  else if (suffix == "G")
+    mult = 1024.0 * 1024 * 1024;
+  else if (suffix == "T")
+    mult = 1024.0 * 1024 * 1024 * 1024;
+  else if (!suffix.empty())
+    return bad();
   const double bytes = value * mult;
   if (bytes < 1 || bytes > 1.8e19) return bad();
   return static_cast<uint64_t>(bytes);
@@ -80,8 +88,8 @@ int RunNode(const NodeArgs& a) {
 
   auto node = net::Node::Start(std::move(o));
   if (!node.ok()) return Fail("node", node.status());
-  LogInfo("node", "node " + (*node)->id() + " serving on " + (*node)->addr() + " (data " +
-                      a.data + ")");
+  LogInfo("node",
+          "node " + (*node)->id() + " serving on " + (*node)->addr() + " (data " + a.data + ")");
   int sig = 0;
   sigwait(&set, &sig);
   LogInfo("node", std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +

@@ -155,8 +155,8 @@ Status DiskStore::Init() {
     ::closedir(d);
   }
   if (removed > 0) {
-    LogInfo("store", "removed " + std::to_string(removed) + " unfinished upload(s) from " + dir +
-                         "/tmp");
+    LogInfo("store",
+            "removed " + std::to_string(removed) + " unfinished upload(s) from " + dir + "/tmp");
   }
 
   // Node id.
@@ -215,23 +215,23 @@ Status DiskStore::Init() {
   }
 
   const std::string db_path = dir + "/index.db";
-  if (sqlite3_open_v2(db_path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                                  SQLITE_OPEN_NOMUTEX,
+  if (sqlite3_open_v2(db_path.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
     return Status::IOError("cannot open " + db_path + ": " +
                            (db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory"));
   }
   sqlite3_busy_timeout(db_, 5000);
-  MESHFS_RETURN_IF_ERROR(Exec(
-      "PRAGMA journal_mode=WAL;"
-      "PRAGMA synchronous=NORMAL;"
-      "CREATE TABLE IF NOT EXISTS refs(addr BLOB NOT NULL, owner TEXT NOT NULL,"
-      "  PRIMARY KEY(addr, owner)) WITHOUT ROWID;"
-      "CREATE TABLE IF NOT EXISTS nonces(owner TEXT NOT NULL, nonce TEXT NOT NULL,"
-      "  ts INTEGER NOT NULL, PRIMARY KEY(owner, nonce)) WITHOUT ROWID;"
-      "CREATE INDEX IF NOT EXISTS nonces_ts ON nonces(ts);"
-      "CREATE TABLE IF NOT EXISTS roots(volume TEXT NOT NULL, seq INTEGER NOT NULL,"
-      "  record BLOB NOT NULL, PRIMARY KEY(volume, seq)) WITHOUT ROWID;"));
+  MESHFS_RETURN_IF_ERROR(
+      Exec("PRAGMA journal_mode=WAL;"
+           "PRAGMA synchronous=NORMAL;"
+           "CREATE TABLE IF NOT EXISTS refs(addr BLOB NOT NULL, owner TEXT NOT NULL,"
+           "  PRIMARY KEY(addr, owner)) WITHOUT ROWID;"
+           "CREATE TABLE IF NOT EXISTS nonces(owner TEXT NOT NULL, nonce TEXT NOT NULL,"
+           "  ts INTEGER NOT NULL, PRIMARY KEY(owner, nonce)) WITHOUT ROWID;"
+           "CREATE INDEX IF NOT EXISTS nonces_ts ON nonces(ts);"
+           "CREATE TABLE IF NOT EXISTS roots(volume TEXT NOT NULL, seq INTEGER NOT NULL,"
+           "  record BLOB NOT NULL, PRIMARY KEY(volume, seq)) WITHOUT ROWID;"));
   LogInfo("store", "opened " + dir + ": " + std::to_string(sizes_.size()) + " slices, " +
                        std::to_string(used_) + " bytes used of " +
                        std::to_string(options_.capacity_bytes));
@@ -278,8 +278,8 @@ Result<bool> DiskStore::Put(const SliceId& id, std::string_view blob, std::strin
     serial = ++tmp_counter_;
   }
   const std::string hex = id.ToHex();
-  const std::string tmp =
-      options_.dir + "/tmp/" + hex + "." + std::to_string(::getpid()) + "." + std::to_string(serial);
+  const std::string tmp = options_.dir + "/tmp/" + hex + "." + std::to_string(::getpid()) + "." +
+                          std::to_string(serial);
   const std::string final_path = BlobPath(id);
   Status st = WriteNewFile(tmp, blob);
   {

@@ -134,8 +134,7 @@ struct HttpServerCallbacks {
     }
   }
 
-  static void Completed(void* cls, MHD_Connection*, void** con_cls,
-                        MHD_RequestTerminationCode) {
+  static void Completed(void* cls, MHD_Connection*, void** con_cls, MHD_RequestTerminationCode) {
     auto* server = static_cast<HttpServer*>(cls);
     auto* conn = static_cast<HttpServer::Conn*>(*con_cls);
     if (conn == nullptr) return;
@@ -193,11 +192,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(Options options, Handler h
       flags, server->options_.listen.port, nullptr, nullptr, &HttpServerCallbacks::Access,
       server.get(), MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&addr),
       MHD_OPTION_NOTIFY_COMPLETED, &HttpServerCallbacks::Completed, server.get(),
-      MHD_OPTION_CONNECTION_LIMIT, server->options_.max_connections,
-      MHD_OPTION_CONNECTION_TIMEOUT, server->options_.idle_timeout_s,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(256 * 1024),
-      MHD_OPTION_EXTERNAL_LOGGER, &HttpServerCallbacks::Logger, nullptr,
-      MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_LIMIT, server->options_.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+      server->options_.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      static_cast<size_t>(256 * 1024), MHD_OPTION_EXTERNAL_LOGGER, &HttpServerCallbacks::Logger,
+      nullptr, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
   if (server->daemon_ == nullptr) {
     return Status::IOError("cannot listen on " + where +
                            ": address in use or not available (is another node running?)");

@@ -39,7 +39,7 @@ struct ServerResponse {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
-  int fd = -1;           // if >= 0: the body is this file's first fd_size bytes (closed after)
+  int fd = -1;  // if >= 0: the body is this file's first fd_size bytes (closed after)
   uint64_t fd_size = 0;
   std::map<std::string, std::string> headers;
 
@@ -62,10 +62,10 @@ struct ServerResponse {
 class HttpServer final {
  public:
   struct Options {
-    PeerAddress listen;              // port 0: pick a free port
-    uint64_t max_body_bytes = 0;     // larger bodies are dropped (body_too_large)
+    PeerAddress listen;           // port 0: pick a free port
+    uint64_t max_body_bytes = 0;  // larger bodies are dropped (body_too_large)
     unsigned max_connections = 1024;
-    unsigned idle_timeout_s = 60;    // keep-alive connections idle this long are closed
+    unsigned idle_timeout_s = 60;              // keep-alive connections idle this long are closed
     uint64_t max_buffered_bytes = 1ull << 30;  // request bodies held at once, all connections
   };
   using Handler = std::function<ServerResponse(ServerRequest&)>;

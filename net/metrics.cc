@@ -41,8 +41,8 @@ std::string Metrics::Render(const Gauges& g) const {
   o += "# HELP meshfs_requests_total Requests served, by type and HTTP status.\n";
   o += "# TYPE meshfs_requests_total counter\n";
   for (const auto& [key, n] : requests_) {
-    o += "meshfs_requests_total{type=\"" + key.first + "\",status=\"" +
-         std::to_string(key.second) + "\"} " + std::to_string(n) + "\n";
+    o += "meshfs_requests_total{type=\"" + key.first + "\",status=\"" + std::to_string(key.second) +
+         "\"} " + std::to_string(n) + "\n";
   }
   o += "# HELP meshfs_received_bytes_total Request body bytes received.\n";
   o += "# TYPE meshfs_received_bytes_total counter\n";

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <atomic>
-
 #include <nlohmann/json.hpp>
 
 #include "http_server.h"
@@ -61,17 +60,26 @@ std::string RouteType(const ServerRequest& r) {
 
 int HttpStatusFor(const Status& st) {
   switch (st.code()) {
-    case Code::kOk: return 200;
-    case Code::kNotFound: return 404;
+    case Code::kOk:
+      return 200;
+    case Code::kNotFound:
+      return 404;
     case Code::kCorruption:
-    case Code::kInvalidArgument: return 400;
-    case Code::kPermissionDenied: return 403;
-    case Code::kAlreadyExists: return 409;
-    case Code::kTooLarge: return 413;
-    case Code::kNoSpace: return 507;
+    case Code::kInvalidArgument:
+      return 400;
+    case Code::kPermissionDenied:
+      return 403;
+    case Code::kAlreadyExists:
+      return 409;
+    case Code::kTooLarge:
+      return 413;
+    case Code::kNoSpace:
+      return 507;
     case Code::kUnavailable:
-    case Code::kAborted: return 503;
-    default: return 500;
+    case Code::kAborted:
+      return 503;
+    default:
+      return 500;
   }
 }
 
@@ -148,9 +156,8 @@ class Node::Impl {
       return ServerResponse::Text(503, "too many uploads in flight; retry later");
     }
     if (r.body_too_large) {
-      return ServerResponse::Text(413, "request body over the " +
-                                           std::to_string(options_.max_blob_bytes) +
-                                           "-byte limit");
+      return ServerResponse::Text(
+          413, "request body over the " + std::to_string(options_.max_blob_bytes) + "-byte limit");
     }
     if (p == "/v1/slices/has") {
       if (r.method != "POST") return MethodNotAllowed("POST");
@@ -160,8 +167,8 @@ class Node::Impl {
       const std::string_view rest = std::string_view(p).substr(kSlicesPrefix.size());
       auto id = SliceId::FromHex(rest);
       if (!id.ok()) {
-        LogInfo("node", "rejected " + r.method + " with malformed slice address '" +
-                            Printable(rest) + "'");
+        LogInfo("node",
+                "rejected " + r.method + " with malformed slice address '" + Printable(rest) + "'");
         return ServerResponse::Text(400, "malformed slice address: expected 64 lowercase hex");
       }
       if (r.method == "PUT") return PutSlice(r, *id);
@@ -254,8 +261,8 @@ class Node::Impl {
     if (!stored.ok()) {
       const int code = HttpStatusFor(stored.status());
       const std::string msg = "rejected PUT of slice " + id.ToHex().substr(0, 16) + "... (" +
-                              std::to_string(r.body.size()) + " bytes): " +
-                              stored.status().message();
+                              std::to_string(r.body.size()) +
+                              " bytes): " + stored.status().message();
       if (code >= 500 && code != 507) {
         LogError("node", msg);
       } else {
@@ -382,8 +389,8 @@ class Node::Impl {
       return ServerResponse::Text(400, "body must be a JSON list of slice addresses");
     }
     if (j.size() > kMaxHasEntries) {
-      return ServerResponse::Text(413, "at most " + std::to_string(kMaxHasEntries) +
-                                           " addresses per request");
+      return ServerResponse::Text(
+          413, "at most " + std::to_string(kMaxHasEntries) + " addresses per request");
     }
     nlohmann::json out = nlohmann::json::array();
     for (const auto& e : j) {

@@ -5,6 +5,8 @@
 // curl_multi_poll, and completes each one's promise when curl reports it
 // done. The multi handle's connection cache gives keep-alive reuse; every
 // transfer has a connect timeout and a whole-transfer timeout.
+#include "meshfs/net/peer_client.h"
+
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -17,7 +19,6 @@
 #include <unordered_map>
 
 #include "meshfs/core/log.h"
-#include "meshfs/net/peer_client.h"
 
 namespace meshfs::net {
 namespace {
@@ -153,8 +154,8 @@ class PeerClient::Impl {
   bool Setup(Transfer* t) {
     const HttpRequest& r = t->request;
     if (r.path.empty() || r.path.front() != '/' || r.peer.port == 0 || r.peer.host.empty()) {
-      t->promise.set_value(Status::InvalidArgument("bad request to peer " + r.peer.ToString() +
-                                                   ": " + Describe(r)));
+      t->promise.set_value(
+          Status::InvalidArgument("bad request to peer " + r.peer.ToString() + ": " + Describe(r)));
       return false;
     }
     CURL* e = curl_easy_init();
@@ -201,8 +202,8 @@ class PeerClient::Impl {
     for (const auto& [k, v] : r.headers) {
       if (k.find_first_of(":\r\n") != std::string::npos ||
           v.find_first_of("\r\n") != std::string::npos) {
-        t->promise.set_value(Status::InvalidArgument("bad header '" + k + "' for peer " +
-                                                     r.peer.ToString()));
+        t->promise.set_value(
+            Status::InvalidArgument("bad header '" + k + "' for peer " + r.peer.ToString()));
         return false;
       }
       t->headers = curl_slist_append(t->headers, (k + ": " + v).c_str());
@@ -287,8 +288,8 @@ class PeerClient::Impl {
   CURLM* multi_ = nullptr;
   std::mutex mu_;
   std::deque<std::unique_ptr<Transfer>> queue_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                         // GUARDED_BY(mu_)
-  std::shared_ptr<RttObserver> observer_;         // GUARDED_BY(mu_)
+  bool stopping_ = false;                        // GUARDED_BY(mu_)
+  std::shared_ptr<RttObserver> observer_;        // GUARDED_BY(mu_)
   std::thread thread_;
 };
 
@@ -299,9 +300,13 @@ std::future<Result<HttpResponse>> PeerClient::Send(HttpRequest request) {
   return impl_->Send(std::move(request));
 }
 
-Result<HttpResponse> PeerClient::Call(HttpRequest request) { return Send(std::move(request)).get(); }
+Result<HttpResponse> PeerClient::Call(HttpRequest request) {
+  return Send(std::move(request)).get();
+}
 
-void PeerClient::SetRttObserver(RttObserver observer) { impl_->SetRttObserver(std::move(observer)); }
+void PeerClient::SetRttObserver(RttObserver observer) {
+  impl_->SetRttObserver(std::move(observer));
+}
 
 namespace {
 

@@ -35,8 +35,8 @@ std::string SignedPart(const RootRecord& r) {
 }  // namespace
 
 std::string RootRecord::VolumeHex() const {
-  return HexEncode(std::string_view(reinterpret_cast<const char*>(volume_id.data()),
-                                    volume_id.size()));
+  return HexEncode(
+      std::string_view(reinterpret_cast<const char*>(volume_id.data()), volume_id.size()));
 }
 
 Result<std::string> RootRecord::Sign(std::string_view secret_key) const {
@@ -49,8 +49,8 @@ Result<std::string> RootRecord::Sign(std::string_view secret_key) const {
   }
   std::string out = SignedPart(*this);
   unsigned char sig[crypto_sign_BYTES];
-  crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(out.data()),
-                       out.size(), reinterpret_cast<const unsigned char*>(secret_key.data()));
+  crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(out.data()), out.size(),
+                       reinterpret_cast<const unsigned char*>(secret_key.data()));
   out.append(reinterpret_cast<const char*>(sig), sizeof(sig));
   return out;
 }

@@ -59,8 +59,8 @@ Result<SignedRequest> SignedRequest::Sign(std::string_view method, std::string_v
   r.nonce = HexEncode(std::string_view(reinterpret_cast<const char*>(nonce), sizeof(nonce)));
   const std::string msg = r.Message();
   unsigned char sig[crypto_sign_BYTES];
-  crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(msg.data()),
-                       msg.size(), reinterpret_cast<const unsigned char*>(secret_key.data()));
+  crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(msg.data()), msg.size(),
+                       reinterpret_cast<const unsigned char*>(secret_key.data()));
   r.signature = HexEncode(std::string_view(reinterpret_cast<const char*>(sig), sizeof(sig)));
   return r;
 }

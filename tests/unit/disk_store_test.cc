@@ -121,8 +121,10 @@ TEST_F(DiskStoreTest, ConcurrentPutsOfOneAddress) {
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&, i] {
       auto r = s->Put(id, blob, std::string(64, static_cast<char>('0' + i)));
-      if (!r.ok()) failed++;
-      else if (*r) fresh++;
+      if (!r.ok())
+        failed++;
+      else if (*r)
+        fresh++;
     });
   }
   for (auto& t : threads) t.join();

@@ -3,12 +3,12 @@
 #include "meshfs/net/node.h"
 
 #include <gtest/gtest.h>
-
-#include <filesystem>
-#include <fstream>
 #include <sodium.h>
+
 #include <cstring>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 
 #include "meshfs/core/root_record.h"
 #include "meshfs/core/signed_request.h"

@@ -1,5 +1,7 @@
 // PeerClient against closed ports and silent listeners (transport errors).
 // Its behaviour against a real peer is covered in node_test.cc.
+#include "meshfs/net/peer_client.h"
+
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -7,8 +9,6 @@
 #include <unistd.h>
 
 #include <atomic>
-
-#include "meshfs/net/peer_client.h"
 
 namespace meshfs::net {
 namespace {

@@ -1,7 +1,7 @@
+#include "meshfs/core/root_record.h"
+
 #include <gtest/gtest.h>
 #include <sodium.h>
-
-#include "meshfs/core/root_record.h"
 
 namespace meshfs {
 namespace {

@@ -1,8 +1,9 @@
+#include "meshfs/core/signed_request.h"
+
 #include <gtest/gtest.h>
 #include <sodium.h>
 
 #include "meshfs/core/hex.h"
-#include "meshfs/core/signed_request.h"
 
 namespace meshfs {
 namespace {
@@ -76,8 +77,8 @@ TEST(SignedRequest, MalformedHeaders) {
   const std::string sk = NewKey();
   const auto good = Lowered(SignedRequest::Sign("DELETE", kAddr, sk, 5)->Headers());
   EXPECT_TRUE(SignedRequest::FromHeaders("DELETE", kAddr, {}).status().Is(Code::kInvalidArgument));
-  for (const char* name : {"x-meshfs-owner", "x-meshfs-timestamp", "x-meshfs-nonce",
-                           "x-meshfs-signature"}) {
+  for (const char* name :
+       {"x-meshfs-owner", "x-meshfs-timestamp", "x-meshfs-nonce", "x-meshfs-signature"}) {
     auto missing = good;
     missing.erase(name);
     EXPECT_FALSE(SignedRequest::FromHeaders("DELETE", kAddr, missing).ok()) << name;

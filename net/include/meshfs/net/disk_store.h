@@ -96,20 +96,20 @@ class DiskStore final {
   explicit DiskStore(Options options);
   Status Init();
   std::string BlobPath(const SliceId& id) const;
-  Status Exec(const char* sql);  // REQUIRES: mu_ held (or during Init)
+  Status Exec(const char* sql);                              // REQUIRES: mu_ held (or during Init)
   Status AddRef(const SliceId& id, std::string_view owner);  // REQUIRES: mu_ held
 
   Options options_;
   std::string node_id_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  sqlite3* db_ = nullptr;                            // GUARDED_BY(mu_)
-  std::unordered_map<SliceId, uint64_t> sizes_;      // GUARDED_BY(mu_)
-  std::set<SliceId> writing_;                        // GUARDED_BY(mu_)
-  uint64_t used_ = 0;                                // GUARDED_BY(mu_)
-  uint64_t reserved_ = 0;                            // GUARDED_BY(mu_)
-  uint64_t tmp_counter_ = 0;                         // GUARDED_BY(mu_)
-  std::bitset<256> fanout_made_;                     // GUARDED_BY(mu_)
+  sqlite3* db_ = nullptr;                        // GUARDED_BY(mu_)
+  std::unordered_map<SliceId, uint64_t> sizes_;  // GUARDED_BY(mu_)
+  std::set<SliceId> writing_;                    // GUARDED_BY(mu_)
+  uint64_t used_ = 0;                            // GUARDED_BY(mu_)
+  uint64_t reserved_ = 0;                        // GUARDED_BY(mu_)
+  uint64_t tmp_counter_ = 0;                     // GUARDED_BY(mu_)
+  std::bitset<256> fanout_made_;                 // GUARDED_BY(mu_)
 };
 
 }  // namespace meshfs::net

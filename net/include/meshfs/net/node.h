@@ -22,15 +22,15 @@ namespace meshfs::net {
 
 struct NodeOptions {
   std::string data_dir;
-  PeerAddress listen;                 // port 0: pick a free port (tests)
-  std::vector<PeerAddress> join;      // gossip seeds
-  uint64_t capacity_bytes = 0;        // 0: the data file system's free space
+  PeerAddress listen;             // port 0: pick a free port (tests)
+  std::vector<PeerAddress> join;  // gossip seeds
+  uint64_t capacity_bytes = 0;    // 0: the data file system's free space
   uint64_t max_blob_bytes = DiskStore::kDefaultMaxBlobBytes;
   GossipOptions gossip;
-  std::string version = "0";          // reported by /v1/info
-  size_t max_forward = 16;            // longest X-Meshfs-Forward list accepted
+  std::string version = "0";                 // reported by /v1/info
+  size_t max_forward = 16;                   // longest X-Meshfs-Forward list accepted
   uint64_t max_buffered_bytes = 1ull << 30;  // request bodies held at once (else 503)
-  Clock* clock = nullptr;             // nullptr: Clock::Real()
+  Clock* clock = nullptr;                    // nullptr: Clock::Real()
 };
 
 class Node final {

@@ -26,7 +26,7 @@ struct RootRecord {
   static constexpr uint8_t kVersion = 1;
   static constexpr size_t kVolumeIdSize = 32;  // Ed25519 public key
   static constexpr size_t kSignatureSize = 64;
-  static constexpr size_t kSignedSize = 4 + 1 + 32 + 8 + 32 + 8;  // 85
+  static constexpr size_t kSignedSize = 4 + 1 + 32 + 8 + 32 + 8;        // 85
   static constexpr size_t kEncodedSize = kSignedSize + kSignatureSize;  // 149
 
   std::array<uint8_t, kVolumeIdSize> volume_id{};  // raw public key
