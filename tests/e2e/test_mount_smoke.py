@@ -1,0 +1,155 @@
+"""Smoke test of `meshfs mount`: a real FUSE mount on 3 real peers.
+
+Files of several sizes are written and read back, survive `meshfs umount` +
+remount (same inode numbers) and a kill -9 after fsync; a few errnos come
+through the kernel; the command refuses a second mount, a bad option and a
+missing mountpoint with a clear message and the contract's exit codes.
+"""
+import errno
+import hashlib
+import os
+import subprocess
+
+import pytest
+
+import harness
+
+SIZES = [0, 1, 4095, 4096, 4097, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 5 * (1 << 20) + 123]
+
+
+def payload(size, seed):
+    out = bytearray()
+    block = hashlib.sha256(str(seed).encode()).digest()
+    while len(out) < size:
+        block = hashlib.sha256(block).digest()
+        out += block
+    return bytes(out[:size])
+
+
+def write_tree(root):
+    expect = {}
+    for i, size in enumerate(SIZES):
+        data = payload(size, i)
+        path = root / f"file-{size}"
+        path.write_bytes(data)
+        expect[path.name] = data
+    (root / "dir" / "sub").mkdir(parents=True)
+    (root / "dir" / "sub" / "deep.txt").write_bytes(b"deep\n")
+    expect["dir/sub/deep.txt"] = b"deep\n"
+    return expect
+
+
+def check_tree(root, expect, mount):
+    for name, data in expect.items():
+        got = (root / name).read_bytes()
+        assert got == data, f"{name}: {len(got)} bytes read, {len(data)} written\n{mount.describe()}"
+        assert os.stat(root / name).st_size == len(data)
+
+
+def test_write_read_remount(mounted):
+    m = mounted()
+    expect = write_tree(m.mountpoint)
+    check_tree(m.mountpoint, expect, m)
+    inodes = {n: os.stat(m.mountpoint / n).st_ino for n in expect}
+
+    ls = subprocess.run(["ls", "-l", str(m.mountpoint)], capture_output=True, text=True, check=True)
+    assert f" {5 * (1 << 20) + 123} " in ls.stdout, ls.stdout
+    assert "file-4097" in ls.stdout
+
+    assert m.unmount() == 0, m.describe()
+    assert not harness.is_mounted(m.mountpoint)
+    m2 = mounted(nodes=m.nodes, volume=m.volume)
+    check_tree(m2.mountpoint, expect, m2)
+    assert {n: os.stat(m2.mountpoint / n).st_ino for n in expect} == inodes
+    # The big file is stored as slices on the peers, the small ones inline.
+    st = os.stat(m2.mountpoint / f"file-{5 * (1 << 20) + 123}")
+    assert st.st_blocks * 512 >= st.st_size
+    vfs = os.statvfs(m2.mountpoint)
+    assert vfs.f_blocks > 0 and vfs.f_namemax == 255
+    assert m2.unexpected_errors() == []
+
+
+def test_errnos_through_the_kernel(mounted):
+    m = mounted()
+    root = m.mountpoint
+    (root / "d" / "sub").mkdir(parents=True)
+    (root / "d" / "f").write_bytes(b"x")
+
+    def errno_of(fn):
+        with pytest.raises(OSError) as e:
+            fn()
+        return e.value.errno
+
+    assert errno_of(lambda: os.mkdir(root / "d")) == errno.EEXIST
+    assert errno_of(lambda: os.rmdir(root / "d")) == errno.ENOTEMPTY
+    assert errno_of(lambda: open(root / "missing")) == errno.ENOENT
+    assert errno_of(lambda: os.rename(root / "d", root / "d" / "sub" / "x")) == errno.EINVAL
+    assert errno_of(lambda: os.link(root / "d", root / "dlink")) == errno.EPERM
+    assert errno_of(lambda: os.mkdir(root / ("n" * 256))) == errno.ENAMETOOLONG
+    assert errno_of(lambda: os.getxattr(root / "d" / "f", "user.none")) == errno.ENODATA
+    os.setxattr(root / "d" / "f", "user.k", b"v")
+    assert errno_of(lambda: os.setxattr(root / "d" / "f", "user.k", b"w", os.XATTR_CREATE)) \
+        == errno.EEXIST
+    os.mkdir(root / ("n" * 255))
+
+    # Unlink while open: the data stays readable until the last close.
+    with open(root / "d" / "f", "rb") as f:
+        os.unlink(root / "d" / "f")
+        assert f.read() == b"x"
+    assert not (root / "d" / "f").exists()
+
+
+def test_fsync_survives_kill9(mounted):
+    m = mounted()
+    data = payload(3 * (1 << 20) + 7, 99)
+    with open(m.mountpoint / "durable", "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    m.crash()
+    m2 = mounted(nodes=m.nodes, volume=m.volume)
+    assert (m2.mountpoint / "durable").read_bytes() == data
+
+
+def test_refusals_and_exit_codes(mounted, tmp_path):
+    m = mounted()
+    env = {"MESHFS_PASSPHRASE": harness.PASSPHRASE}
+    other = tmp_path / "other"
+    other.mkdir()
+    p = harness.run(["mount", m.volume, other], check=False, env=env, timeout=60)
+    assert p.returncode == 1 and "already mounted" in p.stderr, p.stderr
+    assert not harness.is_mounted(other)
+
+    p = harness.run(["mount", m.volume, other, "-o", "bogus_option"], check=False, env=env)
+    assert p.returncode == 2 and "bogus_option" in p.stderr, p.stderr
+
+    p = harness.run(["mount", m.volume, tmp_path / "nope"], check=False, env=env)
+    assert p.returncode == 1 and "not an existing directory" in p.stderr, p.stderr
+
+    p = harness.run(["mount", "--help"], check=False)
+    assert p.returncode == 0
+    for opt in ("allow_other", "cache_size=", "durability=", "ro"):
+        assert opt in p.stdout, p.stdout
+
+
+def test_daemon_mode_and_read_only(mounted, tmp_path):
+    """Without -f the command returns once mounted; ro refuses writes."""
+    m = mounted()
+    (m.mountpoint / "keep").write_bytes(b"kept")
+    assert m.unmount() == 0
+    env = {"MESHFS_PASSPHRASE": harness.PASSPHRASE}
+    mp = tmp_path / "ro"
+    mp.mkdir()
+    p = harness.run(["mount", m.volume, mp, "-o", "ro"], check=False, env=env, timeout=60)
+    try:
+        assert p.returncode == 0, p.stderr
+        assert harness.is_mounted(mp)
+        assert (mp / "keep").read_bytes() == b"kept"
+        with pytest.raises(OSError) as e:
+            (mp / "new").write_bytes(b"x")
+        assert e.value.errno == errno.EROFS
+        u = harness.run(["umount", mp], check=False, timeout=120)
+        assert u.returncode == 0, u.stderr
+        assert not harness.is_mounted(mp)
+    finally:
+        harness.force_unmount(mp)
