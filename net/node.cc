@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
 #include <nlohmann/json.hpp>
 
 #include "http_server.h"
@@ -237,6 +238,34 @@ class Node::Impl {
                             s.capacity_bytes > s.used_bytes ? s.capacity_bytes - s.used_bytes : 0);
   }
 
+  struct Forwarded {
+    std::vector<std::string> stored_on;
+    std::vector<std::string> failed;
+  };
+
+  // Hands the blob to the first live peer of `forward` with the rest of the
+  // list; a peer that fails is reported and skipped.
+  Forwarded Forward(const SliceId& id, std::string_view blob, const std::string& owner,
+                    const std::vector<PeerAddress>& forward) {
+    Forwarded out;
+    for (size_t i = 0; i < forward.size(); ++i) {
+      const std::vector<PeerAddress> rest(forward.begin() + static_cast<long>(i) + 1,
+                                          forward.end());
+      auto reply = client_.PutSlice(forward[i], id, blob, owner, rest);
+      metrics_.ObserveForward(reply.ok());
+      if (!reply.ok()) {
+        LogWarn("node", "forwarding slice " + id.ToHex().substr(0, 16) +
+                            "... failed: " + reply.status().message());
+        out.failed.push_back(forward[i].ToString() + ": " + reply.status().message());
+        continue;
+      }
+      out.stored_on = std::move(reply->stored_on);
+      for (auto& f : reply->failed) out.failed.push_back(std::move(f));
+      break;
+    }
+    return out;
+  }
+
   ServerResponse PutSlice(const ServerRequest& r, const SliceId& id) {
     std::string owner;
     if (auto it = r.headers.find("x-meshfs-owner"); it != r.headers.end()) {
@@ -257,7 +286,22 @@ class Node::Impl {
       }
       forward = std::move(*list);
     }
+    // Pipeline replication runs while this peer writes its own copy, so
+    // each hop adds one transfer, not a transfer plus a disk sync. Only a
+    // blob that matches its address is passed on.
+    std::future<Forwarded> downstream;
+    if (!forward.empty()) {
+      if (!id.Matches(r.body)) {
+        return Reject("PUT of slice", id.ToHex(),
+                      Status::Corruption("body does not match the address (BLAKE2b-256 differs)"));
+      }
+      downstream = std::async(std::launch::async, [this, &r, &id, &owner, &forward] {
+        return Forward(id, r.body, owner, forward);
+      });
+    }
     auto stored = store_->Put(id, r.body, owner);
+    Forwarded fwd;
+    if (downstream.valid()) fwd = downstream.get();
     if (!stored.ok()) {
       const int code = HttpStatusFor(stored.status());
       const std::string msg = "rejected PUT of slice " + id.ToHex().substr(0, 16) + "... (" +
@@ -274,24 +318,9 @@ class Node::Impl {
     LogDebug("node", "stored slice " + id.ToHex() + (*stored ? "" : " (already here)"));
 
     nlohmann::json stored_on = nlohmann::json::array({addr_});
+    for (auto& s : fwd.stored_on) stored_on.push_back(std::move(s));
     nlohmann::json failed = nlohmann::json::array();
-    // Pipeline replication: hand the blob to the next live peer with the
-    // rest of the list; a peer that fails is reported and skipped.
-    for (size_t i = 0; i < forward.size(); ++i) {
-      const std::vector<PeerAddress> rest(forward.begin() + static_cast<long>(i) + 1,
-                                          forward.end());
-      auto reply = client_.PutSlice(forward[i], id, r.body, owner, rest);
-      metrics_.ObserveForward(reply.ok());
-      if (!reply.ok()) {
-        LogWarn("node", "forwarding slice " + id.ToHex().substr(0, 16) +
-                            "... failed: " + reply.status().message());
-        failed.push_back(forward[i].ToString() + ": " + reply.status().message());
-        continue;
-      }
-      for (const auto& s : reply->stored_on) stored_on.push_back(s);
-      for (const auto& f : reply->failed) failed.push_back(f);
-      break;
-    }
+    for (auto& f : fwd.failed) failed.push_back(std::move(f));
     nlohmann::json j = {{"stored_on", stored_on}, {"failed", failed}};
     return ServerResponse::Json(*stored ? 201 : 200, j.dump());
   }

@@ -185,6 +185,15 @@ def test_pipeline_replication_to_three_peers(cluster):
     for node in (a, b, c):
         assert http("GET", f"{node.url}/v1/slices/{addr}")[1] == blob
     assert "meshfs_forwards_total{result=\"ok\"} 1" in http("GET", a.url + "/metrics")[1].decode()
+    # A blob that does not match its address is not passed on.
+    bad = nu.random_blob(1000)
+    wrong = nu.address(bad + b"!")
+    st, _, _ = http("PUT", f"{a.url}/v1/slices/{wrong}", bad,
+                    {"X-Meshfs-Forward": f"{b.addr},{c.addr}"})
+    assert st == 400
+    for node in (a, b, c):
+        assert http("GET", f"{node.url}/v1/slices/{wrong}")[0] == 404
+        assert info(node)["slices"] == 1
 
 
 def test_pipeline_with_dead_downstream_peer(cluster):
