@@ -55,12 +55,13 @@ def status_json(target):
     return json.loads(p.stdout)
 
 
-def write_random(path, size):
+def write_random(path, size, fsync=True):
     data = os.urandom(size)
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        if fsync:
+            os.fsync(f.fileno())
     return data
 
 
@@ -174,10 +175,14 @@ def test_peers_of_a_mount(mount):
 
 
 def test_umount_with_a_peer_down_says_what_is_pending_then_force(mount, cluster):
-    m = mount()
+    # durability=local: the daemon's final flush does not wait for the dead
+    # peer (with durability=network it waits its network flush timeout).
+    m = mount(options=("durability=local",))
     down = m.nodes[2]
     down.stop()
-    write_random(m.mountpoint / "stuck", 2 * 1024 * 1024)
+    # No fsync: with a peer down it may wait for network durability; close()
+    # hands the data to the write-back path and umount must flush it.
+    write_random(m.mountpoint / "stuck", 2 * 1024 * 1024, fsync=False)
     t0 = time.time()
     p = run(["umount", m.mountpoint, "--timeout", "3"], check=False, timeout=60)
     took = time.time() - t0
@@ -195,7 +200,7 @@ def test_umount_with_a_peer_down_says_what_is_pending_then_force(mount, cluster)
     assert p.returncode == 0, p.stderr
     assert "queued" in p.stdout, p.stdout
     assert not harness.is_mounted(m.mountpoint)
-    m.proc.wait(timeout=30)
+    m.proc.wait(timeout=60)  # the daemon may keep trying its uploads a little before exiting
     # The queue stays on disk ...
     off = status_json(m.volume)
     assert off["mounted"] is False
@@ -204,7 +209,7 @@ def test_umount_with_a_peer_down_says_what_is_pending_then_force(mount, cluster)
     assert p.returncode == 1 and "next mount" in p.stderr
     # ... and resumes at the next mount once the peer is back.
     down.restart()
-    m2 = mount(nodes=m.nodes, volume=m.volume)
+    m2 = mount(nodes=m.nodes, volume=m.volume, options=("durability=local",))
     assert run(["sync", m2.mountpoint, "--timeout", "60"], timeout=120).returncode == 0
     with open(m2.mountpoint / "stuck", "rb") as f:
         assert len(f.read()) == 2 * 1024 * 1024
@@ -237,3 +242,114 @@ def test_umount_after_the_daemon_died_falls_back_to_fusermount(mount):
     p = run(["umount", m.mountpoint], check=False, timeout=60)
     assert p.returncode == 0, p.stderr
     assert not harness.is_mounted(m.mountpoint)
+
+
+# --- the CLI's side of the control protocol, against a scripted socket peer ------
+# (no FUSE needed: these run everywhere and pin the exit codes and messages)
+
+from control_util import FakeDaemon, write_volume_dir  # noqa: E402
+
+
+@pytest.fixture
+def fake(tmp_path):
+    daemons = []
+
+    def start(replies, mountpoint=None):
+        vol = write_volume_dir(tmp_path / "fv")
+        d = FakeDaemon(vol, replies, mountpoint=mountpoint)
+        daemons.append(d)
+        return d
+
+    yield start
+    for d in daemons:
+        d.stop()
+
+
+STATUS_REPLY = {"v": 1, "ok": True, "mountpoint": "/mnt/fake", "pid": 4242, "volume_id": "ab" * 32,
+                "replicas": 3, "offline": False,
+                "uploads": {"pending_slices": 2, "pending_bytes": 3 << 20, "errors": 1,
+                            "last_error": "peer 127.0.0.1:9: connection refused"},
+                "cache": {"cached_bytes": 5 << 20, "cached_slices": 7, "max_bytes": 2 << 30,
+                          "hits": 3, "misses": 1},
+                "peers": {"configured": 3, "reachable": 2}}
+
+
+def test_cli_status_from_daemon(fake):
+    d = fake({"status": [STATUS_REPLY]})
+    s = status_json(d.volume)
+    assert s["mounted"] is True and s["daemon"] == "running"
+    assert s["volume"] == str(d.volume)
+    assert s["pid"] == 4242
+    assert s["uploads"]["pending_slices"] == 2
+    assert s["cache"]["hit_rate"] == pytest.approx(0.75)
+    assert s["peers"]["reachable"] == 2
+    text = run(["status", d.volume]).stdout
+    assert "mounted on /mnt/fake (pid 4242)" in text
+    assert "2 of 3 reachable" in text
+    assert "2 slices (3.0 MiB) pending" in text
+    assert "hit rate 75.0%" in text
+    assert "connection refused" in text
+    assert d.requests[0]["v"] == 1
+
+
+def test_cli_sync_exit_codes_and_progress(fake):
+    done = [{"v": 1, "progress": {"pending_slices": 2, "pending_bytes": 2048}},
+            {"v": 1, "ok": True, "pending_slices": 0, "pending_bytes": 0, "published": True,
+             "last_error": ""}]
+    d = fake({"sync": done})
+    p = run(["sync", d.volume, "--timeout", "7"])
+    assert p.returncode == 0 and "synced" in p.stdout
+    assert d.requests[-1]["timeout_ms"] == 7000
+    d.replies["sync"] = [{"v": 1, "ok": True, "pending_slices": 3, "pending_bytes": 3 << 20,
+                          "published": False, "last_error": "peer x: connection refused"}]
+    p = run(["sync", d.volume, "--timeout", "1"], check=False)
+    assert p.returncode == 1
+    assert "3 slices (3.0 MiB) still pending" in p.stderr
+    assert "connection refused" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_cli_umount_pending_then_force(fake, tmp_path):
+    mp = tmp_path / "not-a-mount"
+    mp.mkdir()
+
+    def unmount(req):
+        if req.get("force"):
+            return [{"v": 1, "ok": True, "unmounted": True, "pending_slices": 4,
+                     "pending_bytes": 4096, "last_error": "2 peers unreachable"}]
+        return [{"v": 1, "progress": {"pending_slices": 4, "pending_bytes": 4096}},
+                {"v": 1, "ok": True, "unmounted": False, "pending_slices": 4,
+                 "pending_bytes": 4096, "last_error": "2 peers unreachable"}]
+
+    d = fake({"unmount": unmount}, mountpoint=mp)
+    p = run(["umount", d.volume, "--timeout", "2"], check=False)
+    assert p.returncode == 1
+    assert "4 slices (4.0 KiB) not yet on their peers" in p.stderr
+    assert "next mount" in p.stderr and f"meshfs umount --force {mp}" in p.stderr
+    assert d.requests[-1] == {"v": 1, "op": "unmount", "timeout_ms": 2000, "force": False}
+    p = run(["umount", d.volume, "--force"], check=False)
+    assert p.returncode == 0, p.stderr
+    assert "4 slices (4.0 KiB) not yet uploaded stay queued on disk" in p.stdout
+    assert d.requests[-1]["force"] is True and d.requests[-1]["timeout_ms"] == 5000
+
+
+def test_cli_survives_a_daemon_speaking_garbage(fake):
+    d = fake({"status": ["this is not json"], "sync": ['{"v":1,"nothing":1}'],
+              "cache_clear": [{"v": 1, "ok": False, "error": "disk on fire", "code": "io error"}]})
+    p = run(["status", d.volume], check=False)
+    assert p.returncode == 1 and "not JSON" in p.stderr
+    p = run(["sync", d.volume], check=False)
+    assert p.returncode == 1 and "without \"ok\"" in p.stderr
+    p = run(["cache", "clear", d.volume], check=False)
+    assert p.returncode == 1 and "disk on fire" in p.stderr
+
+
+def test_cli_with_a_stale_socket(tmp_path):
+    vol = write_volume_dir(tmp_path / "sv")
+    s = __import__("socket").socket(__import__("socket").AF_UNIX)
+    s.bind(str(vol / "control.sock"))  # bound, never listening: a killed daemon's leftover
+    s.close()
+    st = status_json(vol)
+    assert st["mounted"] is False and st["daemon"] == "not answering"
+    p = run(["umount", vol], check=False)
+    assert p.returncode == 1 and "not mounted" in p.stderr
