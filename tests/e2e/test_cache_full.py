@@ -9,11 +9,11 @@ can be made.
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 
-from posix_util import (MeshfsEnv, assert_all_on_peers, open_tmpdir, require_mount, sh)
+from posix_util import (MeshfsEnv, assert_all_on_peers, open_tmpdir, remove_tree_later,
+                        require_mount, sh)
 
 FILL_SCRIPT = r"""
 import errno, json, os, sys
@@ -100,4 +100,4 @@ def test_cache_disk_full_enospc():
         if env:
             env.close()
         sh(["umount", "-l", str(small)], check=False)
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree_later(work)

@@ -10,11 +10,11 @@ The meshfs cases are skipped with the reason while no mount can be made.
 """
 import hashlib
 import os
-import shutil
 
 import pytest
 
-from posix_util import (MeshfsEnv, assert_all_on_peers, open_tmpdir, require_mount)
+from posix_util import (MeshfsEnv, assert_all_on_peers, open_tmpdir, remove_tree_later,
+                        require_mount)
 
 
 def write_fsync(path, data):
@@ -100,4 +100,4 @@ def test_kill9_after_fsync(peers):
         env.unmount()
     finally:
         env.close()
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree_later(work)

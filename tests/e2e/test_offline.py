@@ -6,11 +6,10 @@ The meshfs case is skipped with the reason while no mount can be made.
 """
 import errno
 import os
-import shutil
 import time
 
 from posix_util import (MeshfsEnv, assert_all_on_peers, drop_file_cache, open_tmpdir,
-                        require_mount)
+                        remove_tree_later, require_mount)
 
 EIO_DEADLINE_S = 10
 
@@ -90,4 +89,4 @@ def test_offline_read_write_resume():
         env.unmount()
     finally:
         env.close()
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree_later(work)

@@ -14,12 +14,12 @@ the rsync flags); the meshfs case is skipped with the reason while no mount
 can be made.
 """
 import os
-import shutil
 import stat
 
 import pytest
 
-from posix_util import (MeshfsEnv, assert_all_on_peers, open_tmpdir, require_mount, sh)
+from posix_util import (MeshfsEnv, assert_all_on_peers, open_tmpdir, remove_tree_later,
+                        require_mount, sh)
 
 LARGE_MB = 120
 
@@ -116,7 +116,7 @@ def source_tree():
     base = open_tmpdir("meshfs-rsync-src-")
     facts = make_tree(base / "src")
     yield base / "src", facts
-    shutil.rmtree(base, ignore_errors=True)
+    remove_tree_later(base)
 
 
 def test_rsync_plain_reference(source_tree):
@@ -137,7 +137,7 @@ def test_rsync_plain_reference(source_tree):
                                         os.stat(src / "large.bin").st_mtime_ns))
         assert "large.bin" in rsync_diff(src, dst)
     finally:
-        shutil.rmtree(dst_base, ignore_errors=True)
+        remove_tree_later(dst_base)
 
 
 def test_rsync_into_meshfs(source_tree):
@@ -165,4 +165,4 @@ def test_rsync_into_meshfs(source_tree):
         env.unmount()
     finally:
         env.close()
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree_later(work)
