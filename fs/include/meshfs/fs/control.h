@@ -60,7 +60,6 @@
 
 #include <atomic>
 #include <cstddef>
-#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -140,63 +139,6 @@ class ControlServer final {
   std::vector<std::shared_ptr<Connection>> connections_;
   bool stopped_ = false;
 };
-
-// ---------------------------------------------------------------------------
-// The volume ops, ready-made: the mount daemon fills in VolumeControlHooks
-// with its own pieces and calls RegisterVolumeHandlers(); the reply fields
-// then match what the CLI reads (listed at the top of this file).
-
-// Upload queue and cache counters (the daemon copies cache::CacheStats).
-struct UploadStats {
-  uint64_t pending_slices = 0;  // not yet on R peers
-  uint64_t pending_bytes = 0;
-  uint64_t cached_bytes = 0;
-  uint64_t cached_slices = 0;
-  uint64_t max_bytes = 0;       // cache bound
-  uint64_t hits = 0;
-  uint64_t misses = 0;
-  uint64_t upload_errors = 0;
-  std::string last_error;       // empty when uploads are healthy
-};
-
-struct PeerView {
-  std::string addr;   // HOST:PORT
-  std::string id;     // node id; empty when unknown
-  std::string state;  // "alive", "suspect", "dead", "unreachable"
-  double rtt_ms = -1; // < 0: unknown
-};
-
-struct VolumeControlHooks {
-  std::string mountpoint;  // absolute
-  std::string volume_id;
-  int replicas = 3;
-  // Writes every open file's buffered data into the store (durable locally).
-  std::function<Status()> flush;
-  std::function<UploadStats()> stats;
-  // Waits until nothing is pending or `timeout_ms` passes; calls `progress`
-  // about once a second. A timeout is TimedOut (pending is read from stats()).
-  std::function<Status(int64_t timeout_ms, const std::function<void(const UploadStats&)>& progress)>
-      wait_uploaded;
-  // Publishes the snapshot (signed root) to the peers.
-  std::function<Status()> publish;
-  // Drops cached slices that are already uploaded.
-  std::function<Status()> clear_cache;
-  // The peers the volume sees; `reachable` of status counts state "alive".
-  std::function<std::vector<PeerView>()> peers;
-  // Number of configured peers (status: peers.configured).
-  size_t configured_peers = 0;
-  // Starts the unmount and returns at once (the reply is sent afterwards):
-  // e.g. fuse_session_exit() plus waking the session loop. The CLI also
-  // runs `fusermount3 -u MOUNTPOINT` if the kernel mount is still there a
-  // few seconds after the reply, which ends the session loop.
-  std::function<void()> unmount;
-};
-
-// Registers "status", "peers", "sync", "cache_clear" and "unmount" on
-// `server`. Null hooks make their op answer NotSupported. `hooks` is copied.
-// sync/unmount default to a 300 s / 60 s wait when the request gives no
-// "timeout_ms"; "force" unmounts even with slices pending.
-void RegisterVolumeHandlers(ControlServer& server, VolumeControlHooks hooks);
 
 // One connection to a control socket (used by the CLI).
 class ControlClient final {
