@@ -44,7 +44,7 @@ class FakeDaemon:
         self.stopping = False
         if mountpoint:
             (self.volume / "mount.json").write_text(
-                json.dumps({"mountpoint": str(mountpoint), "pid": os.getpid()}))
+                json.dumps({"mountpoint": str(mountpoint), "pid": 0}))  # no process to wait for
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
