@@ -70,7 +70,7 @@ class FullCacheDisk:
         sh(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(self.small)])
         # another program's file on the same disk, deleted later to make room
         self.ballast = self.small / "ballast"
-        self.ballast.write_bytes(b"\0" * (8 << 20))
+        self.ballast.write_bytes(b"\0" * (16 << 20))
         self.env = None
         try:
             self.env = MeshfsEnv(self.work, options=("durability=local",),
