@@ -48,6 +48,7 @@ Result<PeerAddress> PeerAddress::Parse(std::string_view text) {
     for (char c : host) {
       if (!IsV6Char(c)) return Bad(text, "invalid character in IPv6 address");
     }
+    if (host.find(':') == std::string_view::npos) return Bad(text, "brackets hold an IPv6 address");
     if (close + 1 >= text.size() || text[close + 1] != ':') return Bad(text, "missing port");
     port = text.substr(close + 2);
   } else {

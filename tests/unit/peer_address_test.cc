@@ -30,9 +30,10 @@ TEST(PeerAddress, ParsesBracketedV6) {
 
 TEST(PeerAddress, RejectsMalformed) {
   for (const char* bad :
-       {"",         ":",        "host",     "host:",    ":80",         "host:0",  "host:65536",
-        "host:80x", "host:-1",  "[::1]",    "[::1]80",  "[]:80",       "[::1:80", "a b:80",
-        "h/x:80",   "../..:80", "host:+80", "-host:80", "host:123456", "[zz]:80", "ho\nst:80"}) {
+       {"",         ":",           "host",     "host:",    ":80",         "host:0",  "host:65536",
+        "host:80x", "host:-1",     "[::1]",    "[::1]80",  "[]:80",       "[::1:80", "a b:80",
+        "h/x:80",   "../..:80",    "host:+80", "-host:80", "host:123456", "[zz]:80", "ho\nst:80",
+        "[.]:8",    "[1.2.3.4]:80"}) {
     auto r = PeerAddress::Parse(bad);
     EXPECT_FALSE(r.ok()) << "accepted '" << bad << "'";
     if (!r.ok()) {
