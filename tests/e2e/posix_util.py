@@ -410,6 +410,8 @@ def assert_all_on_peers(env, min_slices=1):
     assert min(counts) >= min_slices, f"slices per peer {counts}, expected >= {min_slices}"
     assert len(set(counts)) == 1, f"slices per peer differ: {counts}"
     union = set().union(*env.node_slices())
+    assert len(union) >= counts[0], (f"found {len(union)} slice files in the peers' data dirs, "
+                                     f"/v1/info says {counts[0]}")
     for n in env.nodes:
         missing = []
         for addr in sorted(union):
