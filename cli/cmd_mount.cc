@@ -39,7 +39,8 @@ namespace {
 using nlohmann::json;
 constexpr char kLog[] = "mount";
 constexpr int64_t kSignalUploadWaitMs = 5'000;  // SIGTERM: queued uploads resume next mount
-constexpr int64_t kExitUploadWaitMs = 30'000;
+// After the loop: `meshfs umount` already waited; the queue is durable anyway.
+constexpr int64_t kExitUploadWaitMs = 2'000;
 
 struct MountArgs {
   std::string volume;
@@ -291,8 +292,10 @@ class Daemon {
                                             -> Result<json> {
       int64_t timeout = req.value("timeout_ms", int64_t{60'000});
       bool force = req.value("force", false);
-      MESHFS_RETURN_IF_ERROR(FlushAll());
-      Status st = WaitUploads(timeout, progress);
+      Status flushed = FlushAll();
+      if (!flushed.ok() && !force) return flushed;
+      // --force: queued uploads stay on disk and resume at the next mount.
+      Status st = force ? Status::OK() : WaitUploads(timeout, progress);
       if (!st.ok() && !st.Is(Code::kTimedOut)) return st;
       json reply = Pending();
       if (reply["pending_slices"].get<uint64_t>() > 0 && !force) {

@@ -35,6 +35,12 @@ std::vector<net::PeerAddress> PeerStore::Ranked(const SliceId& id) const {
 }
 
 Status PeerStore::Put(const SliceId& id, std::string_view blob) {
+  int copies = 0;
+  return PutCounted(id, blob, &copies);
+}
+
+Status PeerStore::PutCounted(const SliceId& id, std::string_view blob, int* copies) {
+  *copies = 0;
   if (peers_.empty()) return Status::Unavailable("the volume has no peers configured");
   const auto ranked = Ranked(id);
   std::set<std::string> stored;
@@ -47,7 +53,7 @@ Status PeerStore::Put(const SliceId& id, std::string_view blob) {
     for (const auto& f : r->failed) failures.push_back(f);
   } else {
     if (r.status().Is(Code::kCorruption) || r.status().Is(Code::kInvalidArgument)) {
-      return r.status();
+      return r.status();  // the blob itself is bad: no peer will take it
     }
     failures.push_back(r.status().message());
   }
@@ -62,6 +68,7 @@ Status PeerStore::Put(const SliceId& id, std::string_view blob) {
       failures.push_back(one.status().message());
     }
   }
+  *copies = static_cast<int>(stored.size());
   if (stored.size() >= replicas_) return Status::OK();
   std::string msg = "slice " + id.ToHex().substr(0, 12) + " is on " +
                     std::to_string(stored.size()) + " of " + std::to_string(replicas_) + " peers";

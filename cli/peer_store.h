@@ -16,12 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "meshfs/core/replica_reporter.h"
 #include "meshfs/core/slice_store.h"
 #include "meshfs/net/peer_client.h"
 
 namespace meshfs::cli {
 
-class PeerStore final : public SliceStore {
+class PeerStore final : public SliceStore, public ReplicaReporter {
  public:
   PeerStore(net::PeerClient* client, std::vector<net::PeerAddress> peers, int replicas,
             std::string owner_hex);
@@ -31,6 +32,10 @@ class PeerStore final : public SliceStore {
   Result<bool> Contains(const SliceId& id) override;
   Status Remove(const SliceId& id) override;
   Status Flush() override { return Status::OK(); }
+
+  // ReplicaReporter: Put, and how many distinct peers hold the blob after it.
+  Status PutCounted(const SliceId& id, std::string_view blob, int* copies) override;
+  int Replicas() const override { return static_cast<int>(replicas_); }
 
   const std::vector<net::PeerAddress>& peers() const { return peers_; }
 
