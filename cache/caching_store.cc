@@ -73,9 +73,9 @@ const char* const kSqlMarkUploaded =
 const char* const kSqlSetCopies = "UPDATE blobs SET copies = ?2 WHERE id = ?1";
 const char* const kSqlTouch = "UPDATE blobs SET last_access = ?2 WHERE id = ?1";
 const char* const kSqlLruVictims =
-    "SELECT id, size FROM blobs WHERE state = 1 ORDER BY last_access LIMIT 64";
+    "SELECT id, length(data) FROM blobs WHERE state = 1 ORDER BY last_access LIMIT 64";
 const char* const kSqlDeleteUploaded = "DELETE FROM blobs WHERE id = ?1 AND state = 1";
-const char* const kSqlDeleteAny = "DELETE FROM blobs WHERE id = ?1 RETURNING size, state";
+const char* const kSqlDeleteAny = "DELETE FROM blobs WHERE id = ?1 RETURNING length(data), state";
 const char* const kSqlBegin = "BEGIN IMMEDIATE";
 const char* const kSqlCommit = "COMMIT";
 const char* const kSqlSyncFull = "PRAGMA synchronous = FULL";
