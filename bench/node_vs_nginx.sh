@@ -90,7 +90,7 @@ run() {
 
 node_url="http://127.0.0.1:$node_port"
 nginx_url="http://127.0.0.1:$nginx_port"
-best() { sort -n | head -1; }
+best() { sort -n | awk 'NR == 1'; }
 declare -A T
 for op in PUT GET; do
   for srv in node nginx; do : > "$work/t.$op.$srv"; done
@@ -112,7 +112,8 @@ for op in PUT GET; do
 done
 
 # Sanity: what the node stored is what was sent.
-sample=$(ls "$work/set1" | head -1)
+files=("$work/set1"/*)
+sample=${files[0]##*/}
 curl -s "$node_url/v1/slices/$sample" | cmp -s - "$work/set1/$sample" || {
   echo "node_vs_nginx: node returned different bytes for $sample" >&2; exit 1; }
 cmp -s "$work/nginx-root/v1/slices/$sample" "$work/set1/$sample" || {
