@@ -49,9 +49,10 @@ Result<std::string> ReadPassphraseFile(const std::string& path) {
   return s;
 }
 
-// Reads one line from the terminal on stdin with echo off.
+// Reads one line from the terminal on stdin with echo off. The prompt is
+// shown only once echo is off (and earlier typeahead discarded), so nothing
+// typed after it can be echoed or lost.
 Result<std::string> Prompt(const std::string& prompt) {
-  std::cerr << prompt << std::flush;
   struct termios old_t;
   const bool have_t = ::tcgetattr(STDIN_FILENO, &old_t) == 0;
   if (have_t) {
@@ -60,14 +61,16 @@ Result<std::string> Prompt(const std::string& prompt) {
     t.c_lflag |= ECHONL;
     ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
   }
+  std::cerr << prompt << std::flush;
   std::string line;
   char c;
   ssize_t n;
   while ((n = ::read(STDIN_FILENO, &c, 1)) == 1 && c != '\n') {
     if (line.size() < kMaxPassphrase) line += c;
   }
-  if (have_t) ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &old_t);
-  if (n < 0) return Status::FromErrno("reading the passphrase", errno);
+  const int err = errno;
+  if (have_t) ::tcsetattr(STDIN_FILENO, TCSANOW, &old_t);
+  if (n < 0) return Status::FromErrno("reading the passphrase", err);
   if (n == 0 && line.empty()) return Status::Aborted("no passphrase entered");
   DropNewline(line);
   return line;

@@ -308,3 +308,81 @@ def test_operational_failures_exit_1(tmp_path, args):
     missing = tmp_path / "no-such-volume"
     p = run([a.format(vol=missing) for a in args], env=env(), check=False, input="", timeout=60)
     one_line_error(p, 1)
+
+
+def _read_until(fd, needle, deadline=20):
+    """Reads from `fd` until `needle` appears; returns everything read."""
+    import select
+    import time
+    buf = b""
+    end = time.time() + deadline
+    while needle not in buf:
+        left = end - time.time()
+        assert left > 0, f"timed out waiting for {needle!r}; got {buf!r}"
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+def _run_on_terminal(args, answers, extra_env=None):
+    """Runs meshfs with a pseudo-terminal as stdin, answering each prompt
+    (seen on stderr) with the next of `answers`. Returns (returncode, stderr,
+    what the terminal showed)."""
+    import subprocess
+    master, slave = os.openpty()
+    e = dict(os.environ)
+    e.update(FAST)
+    e.update(extra_env or {})
+    p = subprocess.Popen([harness.meshfs_bin()] + [str(a) for a in args], stdin=slave,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+    os.close(slave)
+    err = b""
+    shown = b""
+    try:
+        for answer in answers:
+            err += _read_until(p.stderr.fileno(), b": ", 20)
+            os.write(master, answer.encode() + b"\n")
+        p.wait(timeout=60)
+        err += p.stderr.read()
+        import select
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+        p.stdout.close()
+        p.stderr.close()
+    return p.returncode, err.decode(errors="replace"), shown
+
+
+def test_passphrase_prompt_on_a_terminal(tmp_path):
+    vol = tmp_path / "vol"
+    rc, err, shown = _run_on_terminal(["init", vol, "--peers", PEERS], ["typed secret"] * 2)
+    assert rc == 0, err
+    assert "Passphrase for" in err and "again" in err
+    assert b"typed secret" not in shown  # not echoed
+    run(["key", "export", vol, tmp_path / "e"], env=env("typed secret"))
+    # Unlocking asks once.
+    rc, err, _ = _run_on_terminal(["key", "export", vol, tmp_path / "e2"], ["typed secret"])
+    assert rc == 0, err
+    assert (tmp_path / "e2").exists()
+    # Two different answers at init: nothing is created.
+    rc, err, _ = _run_on_terminal(["init", tmp_path / "v2", "--peers", PEERS], ["one", "two"])
+    assert rc == 1 and "differ" in err, err
+    assert not (tmp_path / "v2").exists()
+    # passwd: the old one once, the new one twice.
+    rc, err, _ = _run_on_terminal(["key", "passwd", vol], ["typed secret", "newer", "newer"])
+    assert rc == 0, err
+    run(["key", "export", vol, tmp_path / "e3"], env=env("newer"))
