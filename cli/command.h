@@ -2,7 +2,7 @@
 //
 // Each cmd_*.cc file registers its subcommands with Register*Commands(app,
 // table): it adds the CLI11 subcommand with its options and a Run function
-// that returns the process exit code (see exit_codes.h). main() parses the
+// that returns the process exit code (kExit* below). main() parses the
 // command line and calls the Run of the chosen subcommand. Not thread-safe:
 // used only from main().
 #pragma once
