@@ -118,6 +118,10 @@ Result<sqlite3_stmt*> MetadataStore::Prep(const char* sql) {
 Status MetadataStore::Init(const Options& options) {
   sqlite3_busy_timeout(db_, 10'000);
   if (!options.read_only) {
+    // The mount daemon is the only user of its metadata: hold the database
+    // lock for the whole session (no file-lock calls per statement, and a
+    // second process cannot write behind our back).
+    MESHFS_RETURN_IF_ERROR(Exec("PRAGMA locking_mode=EXCLUSIVE"));
     MESHFS_RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
   }
   MESHFS_RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL"));
