@@ -260,9 +260,12 @@ def test_root_record_rules(cluster):
     assert kept["volume"] == vol
     assert [r["sequence"] for r in kept["records"]] == list(range(25, 9, -1))
     assert bytes.fromhex(kept["records"][0]["record"]) == records[25]
-    # Survives a restart.
+    # Survives a restart, and so does the node id.
+    node_id = info(n)["id"]
+    assert len(node_id) == 32
     assert n.stop() == 0
     n.restart()
+    assert info(n)["id"] == node_id
     assert http("GET", url)[1] == records[25]
     assert http("PUT", url, nu.root_record(pk, sk, 25))[0] == 409
 
