@@ -1,6 +1,10 @@
 // ControlServer / ControlClient over a real Unix socket in a temp dir.
 #include "meshfs/fs/control.h"
 
+// The CLI's target resolution lives in the meshfs binary, not a library:
+// compile it into this test.
+#include "cli/control_client.cc"
+
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -346,6 +350,63 @@ TEST_F(ControlTest, ClientOfAGoneDaemonGetsUnavailable) {
   auto r = client->Call({{"op", "echo"}}, {}, 2000);
   ASSERT_FALSE(r.ok());
   EXPECT_FALSE(r.status().Is(Code::kTimedOut)) << r.status().ToString();
+}
+
+// ---- cli/control_client: mount table parsing and target resolution ----------
+
+TEST(ControlClientCli, ParsesMountInfoWithEscapesAndOptionalFields) {
+  const std::string text =
+      "22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+      "87 22 0:50 / /home/ann/My\\040Docs rw,nosuid,nodev,relatime shared:45 master:3 - "
+      "fuse.meshfs /home/ann/.config/meshfs/a\\040b rw,user_id=1000\n"
+      "garbage line\n"
+      "90 22 0:51 / /mnt/x rw - fuse\n"  // too short after '-': skipped
+      "91 22 0:52 / /mnt/back\\134slash rw - fuse.meshfs /v rw";  // no final newline
+  auto entries = cli::ParseMountInfo(text);
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[0].mountpoint, "/");
+  EXPECT_EQ(entries[0].fstype, "ext4");
+  EXPECT_EQ(entries[1].mountpoint, "/home/ann/My Docs");
+  EXPECT_EQ(entries[1].fstype, "fuse.meshfs");
+  EXPECT_EQ(entries[1].source, "/home/ann/.config/meshfs/a b");
+  EXPECT_EQ(entries[2].mountpoint, "/mnt/back\\slash");
+  EXPECT_TRUE(cli::ParseMountInfo("").empty());
+  EXPECT_FALSE(cli::ReadMountTable().empty());  // the real one parses
+}
+
+TEST(ControlClientCli, HumanBytes) {
+  EXPECT_EQ(cli::HumanBytes(0), "0 B");
+  EXPECT_EQ(cli::HumanBytes(1023), "1023 B");
+  EXPECT_EQ(cli::HumanBytes(1536), "1.5 KiB");
+  EXPECT_EQ(cli::HumanBytes(3ull << 20), "3.0 MiB");
+  EXPECT_EQ(cli::HumanBytes(5ull << 40), "5.0 TiB");
+}
+
+TEST_F(ControlTest, ResolvesAVolumeDirectoryAndItsMountRecord) {
+  auto missing = cli::ResolveTarget((dir_ / "nothing").native());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_TRUE(missing.status().Is(Code::kNotFound));
+  EXPECT_NE(missing.status().message().find("config.toml"), std::string::npos);
+
+  std::filesystem::create_directories(dir_ / "vol");
+  { std::ofstream(dir_ / "vol" / "config.toml") << "format_version = 1\n"; }
+  { std::ofstream(dir_ / "vol" / "mount.json") << R"({"mountpoint": "/mnt/m/", "pid": 77})"; }
+  // Relative and unnormalised spellings resolve to the same absolute volume.
+  auto t = cli::ResolveTarget((dir_ / "vol" / "." / "").native());
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->volume_dir, dir_ / "vol");
+  EXPECT_EQ(t->mountpoint, "/mnt/m");
+  EXPECT_EQ(t->pid, 77);
+  EXPECT_FALSE(t->kernel_mounted);
+  // No daemon: connecting says so.
+  auto c = cli::ConnectDaemon(*t);
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(c.status().Is(Code::kNotFound));
+  // A garbage mount.json is ignored, not fatal.
+  { std::ofstream(dir_ / "vol" / "mount.json") << "{not json"; }
+  auto g = cli::ResolveTarget((dir_ / "vol").native());
+  ASSERT_TRUE(g.ok());
+  EXPECT_TRUE(g->mountpoint.empty());
 }
 
 }  // namespace
