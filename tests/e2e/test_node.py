@@ -425,3 +425,23 @@ def test_bad_command_lines(tmp_path):
         p = harness.run(["node", "--data", tmp_path, "--listen", f"127.0.0.1:{port}"],
                         check=False, timeout=20)
         assert p.returncode == 1 and "cannot listen" in p.stderr, p.stderr
+
+
+def test_concurrent_puts_of_one_address(cluster):
+    (n,) = cluster(1)
+    blob = nu.random_blob(1 << 20)
+    results = []
+
+    def go():
+        results.append(put(n, blob)[0])
+
+    threads = [threading.Thread(target=go) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(results) == [200] * 7 + [201], results
+    i = info(n)
+    assert i["slices"] == 1 and i["used_bytes"] == len(blob)
+    assert nu.stored_files(n.data) == {nu.address(blob): blob}
+    assert os.listdir(n.data / "tmp") == []
