@@ -16,6 +16,7 @@
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -30,8 +31,8 @@
 #include "meshfs/fs/mount_options.h"
 #include "meshfs/fs/volume.h"
 #include "meshfs/net/peer_client.h"
+#include "meshfs/net/replicating_store.h"
 #include "passphrase.h"
-#include "peer_store.h"
 
 namespace meshfs::cli {
 namespace {
@@ -130,6 +131,7 @@ class Daemon {
   std::string mountpoint;
   net::PeerClient* client = nullptr;
   std::vector<net::PeerAddress> peers;
+  net::ReplicatingStore* remote = nullptr;
   cache::CachingStore* cache = nullptr;
   uint64_t cache_max = 0;
   fs::Filesystem* fs = nullptr;
@@ -265,7 +267,32 @@ class Daemon {
     });
     control->RegisterHandler("peers", [this](const json&, const fs::ControlServer::Progress&)
                                           -> Result<json> {
-      return json{{"peers", PingPeers()}};
+      // Configured peers with this client's view (ping now), then every
+      // other member the replicating store knows from gossip.
+      json rows = PingPeers();
+      std::map<std::string, size_t> at;
+      for (size_t i = 0; i < rows.size(); ++i) at[rows[i]["addr"].get<std::string>()] = i;
+      for (const net::PeerStatus& p : remote->Peers()) {
+        json row;
+        auto it = at.find(p.addr);
+        if (it != at.end()) {
+          row = rows[it->second];
+        } else {
+          row = {{"addr", p.addr}, {"configured", false}, {"state", p.state},
+                 {"rtt_ms", p.rtt_ms >= 0 ? json(p.rtt_ms) : json(nullptr)}};
+        }
+        if (!p.id.empty()) row["id"] = p.id;
+        if (row["state"] != "alive" || it == at.end()) {
+          row["state"] = row["state"] == "unreachable" ? "unreachable" : p.state;
+        }
+        row["reputation"] = p.reputation;
+        if (p.predicted_rtt_ms >= 0) row["predicted_rtt_ms"] = p.predicted_rtt_ms;
+        row["capacity_bytes"] = p.capacity_bytes;
+        row["free_bytes"] = p.free_bytes;
+        if (it != at.end()) rows[it->second] = row;
+        else rows.push_back(row);
+      }
+      return json{{"peers", rows}};
     });
     control->RegisterHandler("cache_clear", [this](const json&,
                                                    const fs::ControlServer::Progress&)
@@ -341,12 +368,20 @@ int Serve(const MountArgs& a, const fs::MountOptions& mo, fs::Volume& volume,
   if (!peers.ok()) return report.Fail("mount", peers.status().WithContext("volume peers"));
 
   net::PeerClient client;
-  PeerStore remote(&client, *peers, volume.config().replicas, volume.config().volume_id);
+  net::ReplicatingOptions ro;
+  ro.seeds = *peers;
+  ro.replicas = volume.config().replicas;
+  ro.owner = volume.config().volume_id;
+  ro.signing_key.assign(reinterpret_cast<const char*>(keys.signing_secret.data()),
+                        keys.signing_secret.size());
+  ro.holders_db = volume.dir() / "holders.db";
+  auto remote = net::ReplicatingStore::Open(ro, &client);
+  if (!remote.ok()) return report.Fail("mount", remote.status().WithContext("peers"));
   cache::CacheOptions co;
   co.db_path = volume.cache_db_path();
   co.max_bytes = mo.cache_size;
   co.durability = mo.durability_network ? cache::Durability::kNetwork : cache::Durability::kLocal;
-  auto cache = cache::CachingStore::Open(co, &remote);
+  auto cache = cache::CachingStore::Open(co, remote->get());
   if (!cache.ok()) return report.Fail("mount", cache.status().WithContext("opening the cache"));
 
   fs::SliceCodec codec(keys.slice, volume.config().slice_size);
@@ -355,6 +390,7 @@ int Serve(const MountArgs& a, const fs::MountOptions& mo, fs::Volume& volume,
   d.mountpoint = mountpoint;
   d.client = &client;
   d.peers = *peers;
+  d.remote = remote->get();
   d.cache = cache->get();
   d.cache_max = mo.cache_size;
 
