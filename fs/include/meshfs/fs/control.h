@@ -16,7 +16,8 @@
 // Socket: created by the daemon with mode 0600 (owned by the mounting user),
 // removed by Stop(). A stale socket left by a killed daemon (connect() to it
 // is refused) is replaced; a socket that a live daemon answers on makes
-// Start() fail with AlreadyExists.
+// Start() fail with AlreadyExists. Paths longer than sockaddr_un allows are
+// reached through /proc/self/fd/N/NAME of their directory.
 //
 // Agreements with the mount daemon (meshfs mount):
 //   * ops it registers, and the fields the CLI reads (all sizes in bytes;
@@ -39,8 +40,10 @@
 //                   an error reply: it is ok:true with pending_slices > 0.
 //     "cache_clear" -> {"freed_bytes", "cached_bytes", "pending_slices"}
 //     "unmount" request {"timeout_ms": int, "force": bool}: like "sync",
-//                   then unmount (fuse_session_exit + the kernel unmount)
-//                   AFTER replying. Same progress lines; final
+//                   then unmount (the CLI also runs `fusermount3 -u` if the
+//                   kernel mount is still there 3 s after an "unmounted"
+//                   reply, and waits for the daemon's pid to exit, at most
+//                   10 s). Same progress lines; final
 //                   {"unmounted": bool, "pending_slices", "pending_bytes",
 //                   "last_error": str}. Without force and with slices still
 //                   pending at the timeout it stays mounted (unmounted:
