@@ -885,6 +885,23 @@ int Filesystem::Write(const Caller& c, uint64_t ino, uint64_t fh, uint64_t off,
   Status st = fd->Write(off, data, (flags & O_APPEND) != 0);
   if (!st.ok()) return Err(st, "write");
   *written = data.size();
+  // Mount-wide bound: when all open files together hold more than
+  // dirty_max, write back the others too (each file bounds itself).
+  if (dirty_total_.load() > static_cast<int64_t>(options_.dirty_max)) {
+    std::vector<std::shared_ptr<FileData>> others;
+    {
+      std::lock_guard<std::mutex> lock(table_mu_);
+      for (auto& [i, node] : nodes_) {
+        if (node.data && node.data != fd) others.push_back(node.data);
+      }
+    }
+    for (auto& o : others) {
+      if (dirty_total_.load() <= static_cast<int64_t>(options_.dirty_max) / 2) break;
+      if (o->dirty_bytes() == 0) continue;
+      Status ost = o->Flush(false);
+      if (!ost.ok()) LogWarn(kLog, "write-back under memory pressure: " + ost.ToString());
+    }
+  }
   return 0;
 }
 

@@ -144,7 +144,8 @@ std::string MountOptionsHelp() {
                       is on at least one peer, 'local' until it is on local disk
                       (cache + upload queue); uploads to all replicas continue
                       in the background either way
-  dirty_max=SIZE      unwritten data kept in memory per open file (default 64M)
+  dirty_max=SIZE      unwritten data kept in memory, per open file and in
+                      total (default 64M)
   memory_cache=SIZE   in-memory cache of decrypted slices (default 128M)
   attr_timeout=S, entry_timeout=S
                       how long the kernel caches attributes/names (default 1)

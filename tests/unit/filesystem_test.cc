@@ -696,6 +696,28 @@ TEST_F(FilesystemTest, FallocateStatfsAndFsyncDir) {
   EXPECT_EQ(s.name_max, 255u);
 }
 
+TEST_F(FilesystemTest, DirtyMemoryIsBoundedAcrossFiles) {
+  Attr a, b;
+  uint64_t fa, fb;
+  size_t n;
+  ASSERT_EQ(fs_->Create(kRoot, kRootIno, "a", 0644, O_CREAT | O_RDWR, &a, &fa), 0);
+  ASSERT_EQ(fs_->Create(kRoot, kRootIno, "b", 0644, O_CREAT | O_RDWR, &b, &fb), 0);
+  // Partial slices never complete, so only the bounds write them back.
+  for (uint64_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(fs_->Write(kRoot, a.ino, fa, i * kSlice, Pattern(kSlice - 1, 10 + i), &n), 0);
+  }
+  EXPECT_EQ(store_.size(), 0u);
+  for (uint64_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(fs_->Write(kRoot, b.ino, fb, i * kSlice, Pattern(kSlice - 1, 20 + i), &n), 0);
+  }
+  EXPECT_GE(store_.size(), 3u) << "the other file was written back";
+  EXPECT_LE(fs_->Stats().dirty_bytes, 4u * kSlice);
+  ASSERT_EQ(fs_->Release(a.ino, fa), 0);
+  ASSERT_EQ(fs_->Release(b.ino, fb), 0);
+  EXPECT_EQ(fs_->Stats().dirty_bytes, 0u);
+  EXPECT_TRUE(ReadAll(a.ino).substr(2 * kSlice) == Pattern(kSlice - 1, 12));
+}
+
 TEST(FilesystemStatfs, UsesThePeersFreeSpace) {
   char tmpl[] = "/tmp/meshfs-fs-statfs-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);

@@ -123,7 +123,9 @@ class Filesystem final : private FileDataBackend {
     SliceStore* store = nullptr;        // must outlive the Filesystem
     bool read_only = false;
     uint64_t cache_bytes = 128ull << 20;  // plaintext slice LRU
-    uint64_t dirty_max = 64ull << 20;     // dirty bytes per open file before write-back
+    // Dirty bytes per open file, and for all open files together, before
+    // the oldest are written back.
+    uint64_t dirty_max = 64ull << 20;
     int readahead_threads = 4;
     // Free space of the backing peers; nullopt: use the local disk of the
     // metadata file.
