@@ -127,6 +127,9 @@ class NodeProcess {
     pid_ = -1;
   }
 
+  void Signal(int sig) {
+    if (pid_ > 0) kill(pid_, sig);
+  }
   const std::string& addr() const { return addr_; }
   const fs::path& data() const { return data_; }
 
@@ -314,6 +317,26 @@ TEST_F(ReplicatingStoreTest, PeerServingDamagedBytesLosesReputation) {
   EXPECT_EQ(sc.corrupt, 1u);
   // Its cost rose by the corrupt penalty (x20).
   EXPECT_GT(sc.cost, 10 * cost_before);
+}
+
+TEST_F(ReplicatingStoreTest, StalledPeerIsHedgedAround) {
+  const std::string blob = RandomBlob(50'000, 6);
+  const SliceId id = SliceId::ForBlob(blob);
+  ASSERT_TRUE(cluster_->rs().Put(id, blob).ok());
+  auto holders = cluster_->rs().RecordedHolders(id);
+  ASSERT_EQ(holders.size(), 3u);
+  const std::string first = cluster_->rs().selector().Order(holders)[0];
+  // SIGSTOP: the kernel still accepts connections, the peer never answers.
+  NodeProcess* stalled = cluster_->node_by_addr(first);
+  stalled->Signal(SIGSTOP);
+  const auto start = std::chrono::steady_clock::now();
+  auto got = cluster_->rs().Get(id);
+  const auto took = std::chrono::steady_clock::now() - start;
+  stalled->Signal(SIGCONT);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(*got == blob);
+  // Far below the 3 s request timeout: the read was hedged to the next holder.
+  EXPECT_LT(took, std::chrono::milliseconds(1500));
 }
 
 TEST_F(ReplicatingStoreTest, AllPeersDownIsUnavailableFast) {
