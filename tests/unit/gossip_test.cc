@@ -1,6 +1,8 @@
 // Gossip membership with a fake clock: failure detection timing, tombstones,
 // restarts, convergence of many agents over an in-memory transport, garbage
 // input, and coordinates learned from the exchanges.
+#include "meshfs/net/gossip.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,7 +17,6 @@
 #include <vector>
 
 #include "meshfs/core/log.h"
-#include "meshfs/net/gossip.h"
 
 namespace meshfs::net {
 namespace {
@@ -344,8 +345,8 @@ class Cluster {
     transports_[i] = std::make_unique<MemTransport>(&net, Addr(i));
     GossipOptions o = options_;
     o.seed = options_.seed + static_cast<uint64_t>(i) * 7919 + restarts_++;
-    agents_[i] = std::make_unique<GossipAgent>(Self(Id(i), 9000 + i), o, transports_[i].get(),
-                                               clock_);
+    agents_[i] =
+        std::make_unique<GossipAgent>(Self(Id(i), 9000 + i), o, transports_[i].get(), clock_);
     std::vector<PeerAddress> seed_addrs;
     for (int s : seeds) seed_addrs.push_back(*PeerAddress::Parse(Addr(s)));
     agents_[i]->SetSeeds(seed_addrs);
@@ -519,11 +520,11 @@ TEST(GossipAgent, GarbageIsRejectedAndTableUntouched) {
   Cluster c(4, Opts(), &clock);
   ASSERT_LE(RunUntil(c, clock, 30, [&] { return c.Converged(); }), 30);
   // A message captured now, replayed later.
-  Result<std::string> captured = c.agent(1).HandleGossip(
-      EncodeGossip(GossipMessage{"node-2", {c.agent(2).Members()[0]}}));
+  Result<std::string> captured =
+      c.agent(1).HandleGossip(EncodeGossip(GossipMessage{"node-2", {c.agent(2).Members()[0]}}));
   ASSERT_TRUE(captured.ok());
-  const std::string old_message = EncodeGossip(
-      GossipMessage{"node-2", {c.agent(2).Members()[0], c.agent(3).Members()[0]}});
+  const std::string old_message =
+      EncodeGossip(GossipMessage{"node-2", {c.agent(2).Members()[0], c.agent(3).Members()[0]}});
   RunUntil(c, clock, 5, [] { return false; });
 
   GossipAgent& a = c.agent(0);
@@ -592,7 +593,9 @@ TEST(GossipAgent, CoordinatesLearnedFromExchanges) {
     const double xj = cx[j % 4] + (j / 4) * 2, yj = cy[j % 4] + (j / 4);
     return std::hypot(xi - xj, yi - yj) + 1 + 0.25 * (i % 3) + 0.25 * (j % 3);
   };
-  auto index = [](const std::string& addr) { return std::stoi(addr.substr(addr.rfind(':') + 1)) - 9000; };
+  auto index = [](const std::string& addr) {
+    return std::stoi(addr.substr(addr.rfind(':') + 1)) - 9000;
+  };
   c.net.rtt = [&](const std::string& a, const std::string& b) {
     return true_rtt(index(a), index(b));
   };

@@ -1,12 +1,12 @@
 // Member records and gossip messages: round trips and the defensive parsers.
+#include "meshfs/net/members.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <functional>
 #include <limits>
 #include <string>
-
-#include "meshfs/net/members.h"
 
 namespace meshfs::net {
 namespace {
@@ -144,10 +144,19 @@ TEST(Members, RejectsWrongTypes) {
       {"capacity string", [](json& j) { j["capacity_bytes"] = "big"; }},
       {"free negative", [](json& j) { j["free_bytes"] = -5; }},
       {"coord missing", [](json& j) { j.erase("coord"); }},
-      {"coord not object", [](json& j) { j["coord"] = json::array({1, 2}); }},
+      {"coord not object",
+       [](json& j) {
+         j["coord"] = json::array({1, 2});
+       }},
       {"coord vec short", [](json& j) { j["coord"]["vec"] = json::array({1}); }},
-      {"coord vec long", [](json& j) { j["coord"]["vec"] = json::array({1, 2, 3}); }},
-      {"coord vec string", [](json& j) { j["coord"]["vec"] = json::array({"1", 2}); }},
+      {"coord vec long",
+       [](json& j) {
+         j["coord"]["vec"] = json::array({1, 2, 3});
+       }},
+      {"coord vec string",
+       [](json& j) {
+         j["coord"]["vec"] = json::array({"1", 2});
+       }},
       {"coord NaN", [](json& j) { j["coord"]["vec"][0] = std::nan(""); }},
       {"coord inf height",
        [](json& j) { j["coord"]["height"] = std::numeric_limits<double>::infinity(); }},

@@ -1,5 +1,7 @@
 // Vivaldi coordinates: the update rule on synthetic latency spaces, height
 // vectors, noise, and rejection of bad samples.
+#include "meshfs/net/vivaldi.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,8 +11,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include "meshfs/net/vivaldi.h"
 
 namespace meshfs::net {
 namespace {
@@ -81,8 +81,7 @@ double MedianRelativeError(const Space& s, const Nodes& nodes) {
   std::vector<double> errors;
   for (size_t i = 0; i < s.size(); ++i) {
     for (size_t j = i + 1; j < s.size(); ++j) {
-      const double predicted =
-          Vivaldi::PredictRtt(nodes[i]->coordinate(), nodes[j]->coordinate());
+      const double predicted = Vivaldi::PredictRtt(nodes[i]->coordinate(), nodes[j]->coordinate());
       errors.push_back(std::fabs(predicted - s.Rtt(i, j)) / s.Rtt(i, j));
     }
   }
@@ -122,13 +121,14 @@ TEST(Vivaldi, JsonRoundTripAndForm) {
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(*back, c);
   // Integers are numbers too.
-  EXPECT_TRUE(Coordinate::FromJson(nlohmann::json::parse(R"({"vec":[1,2],"height":0,"error":1})"))
-                  .ok());
-  for (const char* bad : {R"([])", R"({"vec":[1,2],"height":0})", R"({"vec":[1],"height":0,"error":1})",
-                          R"({"vec":[1,"2"],"height":0,"error":1})", R"({"vec":{},"height":0,"error":1})",
-                          R"({"vec":[1,2],"height":-1,"error":1})", R"({"vec":[1,2],"height":0,"error":-1})",
-                          R"({"vec":[1e9,2],"height":0,"error":1})", R"({"vec":[1,2],"height":1e9,"error":1})",
-                          R"({"vec":[1,2],"height":null,"error":1})", R"({"vec":[1,2],"height":true,"error":1})"}) {
+  EXPECT_TRUE(
+      Coordinate::FromJson(nlohmann::json::parse(R"({"vec":[1,2],"height":0,"error":1})")).ok());
+  for (const char* bad :
+       {R"([])", R"({"vec":[1,2],"height":0})", R"({"vec":[1],"height":0,"error":1})",
+        R"({"vec":[1,"2"],"height":0,"error":1})", R"({"vec":{},"height":0,"error":1})",
+        R"({"vec":[1,2],"height":-1,"error":1})", R"({"vec":[1,2],"height":0,"error":-1})",
+        R"({"vec":[1e9,2],"height":0,"error":1})", R"({"vec":[1,2],"height":1e9,"error":1})",
+        R"({"vec":[1,2],"height":null,"error":1})", R"({"vec":[1,2],"height":true,"error":1})"}) {
     EXPECT_FALSE(Coordinate::FromJson(nlohmann::json::parse(bad)).ok()) << bad;
   }
 }
@@ -197,8 +197,8 @@ TEST(Vivaldi, FourClustersConverge) {
   Rounds(200, s, nodes, rng);
   const double median = MedianRelativeError(s, nodes);
   RecordProperty("median_relative_error", std::to_string(median));
-  std::printf("4 clusters x 8 nodes, 200 rounds: median relative error %.4f (start %.3f)\n",
-              median, initial);
+  std::printf("4 clusters x 8 nodes, 200 rounds: median relative error %.4f (start %.3f)\n", median,
+              initial);
   EXPECT_GT(initial, 0.5);
   EXPECT_LT(median, 0.1);
   // Nodes of one cluster sit near each other, clusters apart.

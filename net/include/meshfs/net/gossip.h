@@ -24,14 +24,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "meshfs/core/clock.h"
 #include "meshfs/core/status.h"
@@ -210,14 +209,14 @@ class GossipAgent final {
   Vivaldi vivaldi_;
 
   mutable std::mutex mu_;
-  Membership membership_;              // guarded by mu_
-  std::mt19937_64 rng_;                // guarded by mu_
-  std::vector<std::string> seeds_;     // guarded by mu_
-  bool joined_ = false;                // guarded by mu_
+  Membership membership_;           // guarded by mu_
+  std::mt19937_64 rng_;             // guarded by mu_
+  std::vector<std::string> seeds_;  // guarded by mu_
+  bool joined_ = false;             // guarded by mu_
 
-  std::mutex thread_mu_;               // serializes Start/Stop
-  std::condition_variable stop_cv_;    // with mu_
-  bool stopping_ = false;              // guarded by mu_
+  std::mutex thread_mu_;             // serializes Start/Stop
+  std::condition_variable stop_cv_;  // with mu_
+  bool stopping_ = false;            // guarded by mu_
   std::thread thread_;
 };
 

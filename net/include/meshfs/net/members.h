@@ -12,11 +12,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "meshfs/core/status.h"
 #include "meshfs/net/vivaldi.h"

@@ -23,10 +23,9 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "meshfs/core/status.h"
 
@@ -58,8 +57,8 @@ inline constexpr double kMinHeightMs = 0.01;     // heights never fall below thi
 class Vivaldi final {
  public:
   struct Options {
-    double cc = 0.25;  // timestep constant for position
-    double ce = 0.25;  // weight of a new sample in the error estimate
+    double cc = 0.25;   // timestep constant for position
+    double ce = 0.25;   // weight of a new sample in the error estimate
     uint64_t seed = 1;  // for the random direction when two coordinates coincide
   };
   Vivaldi() : Vivaldi(Options{}) {}
@@ -94,8 +93,8 @@ class Vivaldi final {
 
   const Options options_;
   mutable std::mutex mu_;
-  Coordinate coord_;     // guarded by mu_
-  uint64_t rng_state_;   // guarded by mu_
+  Coordinate coord_;                                                // guarded by mu_
+  uint64_t rng_state_;                                              // guarded by mu_
   std::map<std::string, std::deque<double>, std::less<>> filters_;  // guarded by mu_
 };
 
