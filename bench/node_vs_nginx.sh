@@ -8,6 +8,8 @@
 # env:   MESHFS_BIN (default build/release/cli/meshfs), COUNT slices per round
 #        (256), ROUNDS (3; the best round counts), CLIENTS (8),
 #        BENCH_DIR (parent of the scratch directory, default /tmp),
+#        GET_PASSES (4: each GET round reads the set this many times, so a
+#        round lasts long enough to time),
 #        NGINX_WORKERS (auto).
 set -euo pipefail
 
@@ -16,6 +18,7 @@ BIN=${MESHFS_BIN:-$here/../build/release/cli/meshfs}
 COUNT=${COUNT:-256}
 ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-8}
+GET_PASSES=${GET_PASSES:-4}
 WORKERS=${NGINX_WORKERS:-auto}
 [ -x "$BIN" ] || { echo "node_vs_nginx: meshfs binary not found at $BIN (set MESHFS_BIN)" >&2; exit 2; }
 command -v nginx >/dev/null || { echo "node_vs_nginx: nginx not installed" >&2; exit 2; }
@@ -68,13 +71,17 @@ wait_http "http://127.0.0.1:$nginx_port/"
 # run METHOD BASE_URL SET -> prints seconds; fails if any transfer is not 2xx.
 run() {
   local method=$1 base=$2 set=$3 cfg="$work/curl.cfg" out="$work/codes"
+  local passes=1
+  [ "$method" = GET ] && passes=$GET_PASSES
   : > "$cfg"
-  for f in "$work/$set"/*; do
-    local name=${f##*/}
-    if [ "$method" = PUT ]; then
-      printf 'upload-file = "%s"\n' "$f" >> "$cfg"
-    fi
-    printf 'url = "%s/v1/slices/%s"\noutput = "/dev/null"\n' "$base" "$name" >> "$cfg"
+  for _ in $(seq "$passes"); do
+    for f in "$work/$set"/*; do
+      local name=${f##*/}
+      if [ "$method" = PUT ]; then
+        printf 'upload-file = "%s"\n' "$f" >> "$cfg"
+      fi
+      printf 'url = "%s/v1/slices/%s"\noutput = "/dev/null"\n' "$base" "$name" >> "$cfg"
+    done
   done
   local t0 t1
   t0=$(date +%s.%N)
@@ -108,7 +115,10 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 for op in PUT GET; do
-  for srv in node nginx; do T[$op.$srv]=$(best < "$work/t.$op.$srv"); done
+  for srv in node nginx; do
+    T[$op.$srv]=$(best < "$work/t.$op.$srv")
+    echo "$op $srv seconds per round: $(tr '\n' ' ' < "$work/t.$op.$srv")" >&2
+  done
 done
 
 # Sanity: what the node stored is what was sent.
@@ -123,6 +133,8 @@ mib=$COUNT
 printf '%-4s %14s %14s %8s   (%d x 1 MiB, %d clients, best of %d, data in %s)\n' \
   op "node MiB/s" "nginx MiB/s" ratio "$COUNT" "$CLIENTS" "$ROUNDS" "${BENCH_DIR:-/tmp}"
 for op in PUT GET; do
-  awk -v op="$op" -v n="${T[$op.node]}" -v g="${T[$op.nginx]}" -v m="$mib" \
+  m=$mib
+  [ "$op" = GET ] && m=$((mib * GET_PASSES))
+  awk -v op="$op" -v n="${T[$op.node]}" -v g="${T[$op.nginx]}" -v m="$m" \
     'BEGIN { printf "%-4s %14.1f %14.1f %7.0f%%\n", op, m / n, m / g, 100 * g / n }'
 done
