@@ -365,7 +365,20 @@ void GossipAgent::Loop() {
 
 std::string GossipAgent::EncodeSelfMessage() {
   membership_.SetCoordinate(vivaldi_.coordinate());
-  return EncodeGossip(GossipMessage{self_id_, membership_.GossipView()});
+  GossipMessage msg{self_id_, membership_.GossipView()};
+  std::string body = EncodeGossip(msg);
+  if (body.size() <= kMaxBodyBytes) return body;
+  // A table too large for one message (thousands of members): send this
+  // node and a random sample of the others that fits; other rounds carry
+  // other samples, so every heartbeat still spreads.
+  std::shuffle(msg.members.begin() + 1, msg.members.end(), rng_);
+  while (body.size() > kMaxBodyBytes && msg.members.size() > 1) {
+    const size_t keep =
+        std::max<size_t>(1, msg.members.size() * kMaxBodyBytes / body.size() * 9 / 10);
+    msg.members.resize(std::min(keep, msg.members.size() - 1));
+    body = EncodeGossip(msg);
+  }
+  return body;
 }
 
 int GossipAgent::RunOnce() {

@@ -566,6 +566,44 @@ TEST(GossipAgent, GarbageIsRejectedAndTableUntouched) {
   EXPECT_EQ(answer->members.size(), 4u);
 }
 
+TEST(GossipAgent, HugeTableIsSampledToFitOneMessage) {
+  SetLogLevel(LogLevel::kWarn);
+  FakeClock clock;
+  GossipAgent a(Self("node-a", 7000), Opts(), static_cast<GossipTransport*>(nullptr), &clock);
+  // 6000 members with long ids and addresses: several MiB as one table.
+  const size_t n = 6000;
+  for (size_t start = 0; start < n; start += 1000) {
+    GossipMessage msg;
+    for (size_t i = start; i < start + 1000; ++i) {
+      Member m;
+      m.id = "member-" + std::to_string(i) + "-" + std::string(100, 'x');
+      m.addr = "host-" + std::to_string(i) + "." + std::string(150, 'h') + ".example:7000";
+      m.incarnation = 1;
+      m.heartbeat = 1;
+      msg.members.push_back(std::move(m));
+    }
+    msg.sender = msg.members[0].id;
+    const std::string body = EncodeGossip(msg);
+    ASSERT_LE(body.size(), kMaxBodyBytes);
+    ASSERT_TRUE(a.HandleGossip(body).ok());
+  }
+  EXPECT_EQ(a.MemberCounts().at("alive"), static_cast<int>(n + 1));
+  // The reply to a small message is the table, sampled to fit.
+  GossipMessage hello{"node-b", {}};
+  Member b;
+  b.id = "node-b";
+  b.addr = "127.0.0.1:7001";
+  hello.members.push_back(b);
+  Result<std::string> reply = a.HandleGossip(EncodeGossip(hello));
+  ASSERT_TRUE(reply.ok());
+  EXPECT_LE(reply->size(), kMaxBodyBytes);
+  auto parsed = ParseGossip(*reply);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->members[0].id, "node-a");
+  EXPECT_GT(parsed->members.size(), n / 4);
+  EXPECT_LT(parsed->members.size(), n);
+}
+
 TEST(GossipAgent, CapacityUpdatesSpread) {
   FakeClock clock;
   Cluster c(5, Opts(), &clock);

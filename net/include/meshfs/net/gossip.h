@@ -176,6 +176,8 @@ class GossipAgent final {
 
   void UpdateCapacity(uint64_t capacity_bytes, uint64_t free_bytes);
   // POST /v1/gossip: merges the message and returns this node's message.
+  // Messages (requests and replies) never exceed kMaxBodyBytes: a table
+  // too large for one is sent as this node plus a random sample of members.
   // InvalidArgument on garbage (oversized, malformed, wrong magic/version);
   // the table is then untouched. Never throws.
   Result<std::string> HandleGossip(std::string_view request_body);
