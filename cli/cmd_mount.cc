@@ -144,7 +144,8 @@ class Daemon {
       if (syncfs(fd) != 0) LogWarn(kLog, "syncfs " + mountpoint + ": " + std::strerror(errno));
       close(fd);
     }
-    return fs->FlushAll(false);
+    MESHFS_RETURN_IF_ERROR(fs->FlushAll(false));
+    return fs->SyncMetadata();
   }
 
   json Pending() const {
@@ -478,7 +479,10 @@ int Serve(const MountArgs& a, const fs::MountOptions& mo, fs::Volume& volume,
   if (!st.ok()) LogWarn(kLog, st.ToString());
 
   // The kernel has let go (or we were told to stop): write back, wait a little.
-  Status flush = d.fs->FlushAll(true);
+  // Not FlushAll(true): that would wait for the network when peers are gone;
+  // the cache's queue is durable and resumes at the next mount.
+  Status flush = d.fs->FlushAll(false);
+  if (flush.ok()) flush = d.fs->SyncMetadata();
   if (!flush.ok()) LogWarn(kLog, "final flush: " + flush.ToString());
   (*control)->Stop();
   (*server)->Unmount();

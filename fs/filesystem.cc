@@ -1167,6 +1167,12 @@ Status Filesystem::FlushAll(bool durable) {
   return first;
 }
 
+Status Filesystem::SyncMetadata() {
+  if (options_.read_only) return Status::OK();
+  std::lock_guard<std::mutex> lock(meta_mu_);
+  return meta_->Sync();
+}
+
 FsStats Filesystem::Stats() {
   FsStats s;
   s.dirty_bytes = static_cast<uint64_t>(std::max<int64_t>(0, dirty_total_.load()));

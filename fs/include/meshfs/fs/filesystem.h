@@ -196,7 +196,10 @@ class Filesystem final : private FileDataBackend {
   int StatFs(StatFsInfo* out);
 
   // Writes back all dirty data of every open file and commits the metadata.
+  // `durable`: then also Flush() the store and sync the metadata (fsync).
   Status FlushAll(bool durable);
+  // Makes every metadata commit so far durable (WAL fsync).
+  Status SyncMetadata();
   FsStats Stats();
   // Drops the plaintext cache (e.g. after `meshfs cache clear`).
   void ClearCache() { cache_.Clear(); }
