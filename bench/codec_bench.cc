@@ -56,9 +56,10 @@ const std::string& Random() {
 // Source-code-like text: words, identifiers, numbers, newlines.
 const std::string& Text() {
   static const std::string s = [] {
-    static const char* kWords[] = {"int ", "return ", "slice", "_id", " = ", "peer", "(", ");\n",
-                                   "  ", "if ", "{\n", "}\n", "volume", "->", "Status ", "0x",
-                                   "const ", "std::string ", "// ", "the ", "cache", ", "};
+    static const char* kWords[] = {"int ",   "return ", "slice",   "_id", " = ",    "peer",
+                                   "(",      ");\n",    "  ",      "if ", "{\n",    "}\n",
+                                   "volume", "->",      "Status ", "0x",  "const ", "std::string ",
+                                   "// ",    "the ",    "cache",   ", "};
     std::mt19937 rng(11);
     std::string r;
     while (r.size() < kSlice) {
@@ -107,8 +108,8 @@ void BM_Blake2bKeyed(benchmark::State& state) {
   const SliceKeys k = Keys();
   unsigned char out[32];
   for (auto _ : state) {
-    crypto_generichash(out, sizeof(out), reinterpret_cast<const unsigned char*>(d.data()),
-                       d.size(), k.prf_key.data(), 32);
+    crypto_generichash(out, sizeof(out), reinterpret_cast<const unsigned char*>(d.data()), d.size(),
+                       k.prf_key.data(), 32);
     benchmark::DoNotOptimize(out);
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * d.size()));
@@ -120,8 +121,8 @@ void BM_Blake2b256(benchmark::State& state) {
   const std::string& d = Random();
   unsigned char out[32];
   for (auto _ : state) {
-    crypto_generichash(out, sizeof(out), reinterpret_cast<const unsigned char*>(d.data()),
-                       d.size(), nullptr, 0);
+    crypto_generichash(out, sizeof(out), reinterpret_cast<const unsigned char*>(d.data()), d.size(),
+                       nullptr, 0);
     benchmark::DoNotOptimize(out);
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * d.size()));

@@ -31,7 +31,8 @@ struct InitOptions {
 
 Result<std::string> ReadSmallFile(const stdfs::path& path, std::string_view what) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno("cannot read " + std::string(what) + " " + path.string(), errno);
+  if (fd < 0)
+    return Status::FromErrno("cannot read " + std::string(what) + " " + path.string(), errno);
   std::string s;
   char buf[4096];
   ssize_t n;
@@ -60,8 +61,10 @@ Status WriteNewPrivateFile(const stdfs::path& path, std::string_view bytes) {
   while (st.ok() && done < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) st = Status::FromErrno("write " + path.string(), errno);
-    else done += static_cast<size_t>(n);
+    if (n < 0)
+      st = Status::FromErrno("write " + path.string(), errno);
+    else
+      done += static_cast<size_t>(n);
   }
   if (st.ok() && ::fsync(fd) != 0) st = Status::FromErrno("fsync " + path.string(), errno);
   ::close(fd);
@@ -131,9 +134,9 @@ int RunInit(const InitOptions& o) {
   }
   fs::VolumeConfig config;
   fs::MasterKey master;
-  std::string key_bytes;   // the key file to store (wrapped or raw)
+  std::string key_bytes;  // the key file to store (wrapped or raw)
   bool have_key = false;
-  std::string pass;        // passphrase already obtained, if any
+  std::string pass;  // passphrase already obtained, if any
 
   if (!o.import_file.empty()) {
     auto text = ReadSmallFile(o.import_file, "export file");
@@ -163,9 +166,10 @@ int RunInit(const InitOptions& o) {
       auto s = fs::ParseSliceSize(o.slice_size);
       if (!s.ok()) return Fail("init", s.status());
       if (*s != config.slice_size) {
-        return Fail("init", Status::InvalidArgument(
-                                "--slice-size cannot change the slice size of an existing volume (" +
-                                SizeText(config.slice_size) + ")"));
+        return Fail("init",
+                    Status::InvalidArgument(
+                        "--slice-size cannot change the slice size of an existing volume (" +
+                        SizeText(config.slice_size) + ")"));
       }
     }
     if (o.peers_opt->count() > 0) config.peers = SplitPeers(o.peers);
@@ -258,9 +262,9 @@ int RunPasswd(const std::string& volume, const std::string& passphrase_file,
   auto v = fs::Volume::Open(fs::ResolveVolumeDir(volume));
   if (!v.ok()) return Fail("key passwd", v.status());
   if (!v->config().key_wrapped) {
-    return Fail("key passwd",
-                Status::NotSupported(volume + " keeps its key unwrapped in " +
-                                     v->key_path().string() + " (--key-file); it has no passphrase"));
+    return Fail("key passwd", Status::NotSupported(volume + " keeps its key unwrapped in " +
+                                                   v->key_path().string() +
+                                                   " (--key-file); it has no passphrase"));
   }
   auto bytes = v->ReadKeyFile();
   if (!bytes.ok()) return Fail("key passwd", bytes.status());
@@ -295,9 +299,10 @@ void RegisterInitCommands(CLI::App& app, CommandTable& table) {
   o.replicas_opt = init->add_option("--replicas", o.replicas, "Copies of each slice (default 3)");
   o.slice_opt = init->add_option("--slice-size", o.slice_size, "Slice size, 64K..16M (default 1M)");
   init->add_option("--passphrase-file", o.passphrase_file,
-                              "Read the passphrase from a file (else MESHFS_PASSPHRASE or a prompt);\nwith --import, the passphrase of the export");
+                   "Read the passphrase from a file (else MESHFS_PASSPHRASE or a prompt);\nwith "
+                   "--import, the passphrase of the export");
   init->add_option("--key-file", o.key_file,
-                              "Keep the key unwrapped in this file (mode 0600), for unattended use");
+                   "Keep the key unwrapped in this file (mode 0600), for unattended use");
   init->add_option("--import", o.import_file,
                    "Recreate an existing volume from a file made by 'meshfs key export'");
   init->footer(

@@ -46,11 +46,11 @@ int Fail(std::string_view what, const Status& status);
 int NotImplemented(std::string_view name);
 
 // One function per cmd_*.cc file.
-void RegisterInitCommands(CLI::App& app, CommandTable& table);   // init, key
-void RegisterNodeCommands(CLI::App& app, CommandTable& table);   // node
-void RegisterMountCommands(CLI::App& app, CommandTable& table);  // mount, umount
-void RegisterVolumeCommands(CLI::App& app, CommandTable& table); // sync, status, peers, cache
-void RegisterCheckCommands(CLI::App& app, CommandTable& table);  // check, gc, snapshots
-void RegisterDemoCommands(CLI::App& app, CommandTable& table);   // demo
+void RegisterInitCommands(CLI::App& app, CommandTable& table);    // init, key
+void RegisterNodeCommands(CLI::App& app, CommandTable& table);    // node
+void RegisterMountCommands(CLI::App& app, CommandTable& table);   // mount, umount
+void RegisterVolumeCommands(CLI::App& app, CommandTable& table);  // sync, status, peers, cache
+void RegisterCheckCommands(CLI::App& app, CommandTable& table);   // check, gc, snapshots
+void RegisterDemoCommands(CLI::App& app, CommandTable& table);    // demo
 
 }  // namespace meshfs::cli

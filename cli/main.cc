@@ -131,9 +131,9 @@ int Main(int argc, char** argv) {
     if (cur->get_subcommands([](const CLI::App*) { return true; }).empty()) break;
     const CLI::App* next = FindSubcommand(*cur, a);
     if (next == nullptr) {
-      std::cerr << "meshfs: unknown command '" << (cur == &app ? "" : CommandPath(cur).substr(7) + " ")
-                << a << "'\n" << CommandList(*cur) << "Run '" << CommandPath(cur)
-                << " --help' for usage.\n";
+      std::cerr << "meshfs: unknown command '"
+                << (cur == &app ? "" : CommandPath(cur).substr(7) + " ") << a << "'\n"
+                << CommandList(*cur) << "Run '" << CommandPath(cur) << " --help' for usage.\n";
       return kExitUsage;
     }
     cur = next;

@@ -17,11 +17,10 @@ constexpr size_t kMaxPassphrase = 4096;
 
 Status NoPassphrase(PassphraseUse use) {
   const bool change = use == PassphraseUse::kChange;
-  return Status::PermissionDenied(
-      std::string("no ") + (change ? "new " : "") + "passphrase: set " +
-      (change ? "MESHFS_NEW_PASSPHRASE, use --new-passphrase-file"
-              : "MESHFS_PASSPHRASE, use --passphrase-file") +
-      ", or run on a terminal");
+  return Status::PermissionDenied(std::string("no ") + (change ? "new " : "") + "passphrase: set " +
+                                  (change ? "MESHFS_NEW_PASSPHRASE, use --new-passphrase-file"
+                                          : "MESHFS_PASSPHRASE, use --passphrase-file") +
+                                  ", or run on a terminal");
 }
 
 void DropNewline(std::string& s) {
@@ -114,8 +113,8 @@ Result<fs::VolumeKeys> UnlockVolume(const fs::Volume& volume, const std::string&
   if (!wrapped.ok()) return wrapped.status().WithContext(volume.key_path().string());
   std::string pass;
   if (*wrapped) {
-    MESHFS_ASSIGN_OR_RETURN(pass, ObtainPassphrase(PassphraseUse::kUnlock, passphrase_file,
-                                                   volume.dir().string()));
+    MESHFS_ASSIGN_OR_RETURN(
+        pass, ObtainPassphrase(PassphraseUse::kUnlock, passphrase_file, volume.dir().string()));
   }
   auto keys = volume.Unlock(pass);
   sodium_memzero(pass.data(), pass.size());

@@ -137,8 +137,8 @@ Result<EncodedSlice> SliceCodec::Encode(std::string_view plaintext) const {
   if (LooksCompressible(plaintext)) {
     // Must save at least 1/32 of the input to be worth a decompression on read.
     const size_t limit = n - n / 32 - 1;
-    const size_t c = ZSTD_compressCCtx(ThreadCCtx(), data, limit, plaintext.data(), n,
-                                       codec_format::kZstdLevel);
+    const size_t c =
+        ZSTD_compressCCtx(ThreadCCtx(), data, limit, plaintext.data(), n, codec_format::kZstdLevel);
     if (!ZSTD_isError(c) && c > 0 && c <= limit) {
       data_size = c;
       flags = codec_format::kFlagZstd;
@@ -220,8 +220,8 @@ Result<std::string> SliceCodec::Decode(const SliceId& id, std::string_view blob)
   const size_t got =
       ZSTD_decompressDCtx(ThreadDCtx(), out.data(), out.size(), packed.get(), data_size);
   if (ZSTD_isError(got)) {
-    return Status::Corruption(SliceName(id) + ": does not decompress (" +
-                              ZSTD_getErrorName(got) + ")");
+    return Status::Corruption(SliceName(id) + ": does not decompress (" + ZSTD_getErrorName(got) +
+                              ")");
   }
   if (got != plain_size) {
     return Status::Corruption(SliceName(id) + ": decompresses to " + std::to_string(got) +

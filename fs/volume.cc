@@ -6,6 +6,7 @@
 #include <pwd.h>
 #include <sodium.h>
 #include <sys/stat.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -14,7 +15,6 @@
 #include <cstdlib>
 #include <sstream>
 #include <system_error>
-#include <toml++/toml.h>
 
 #include "meshfs/core/hex.h"
 
@@ -29,9 +29,7 @@ constexpr size_t kMaxKeyFileSize = 4096;
 constexpr const char* kExportFormat = "meshfs-volume-export";
 constexpr int kExportFormatVersion = 1;
 
-Status BadConfig(const std::string& why) {
-  return Status::InvalidArgument("config.toml: " + why);
-}
+Status BadConfig(const std::string& why) { return Status::InvalidArgument("config.toml: " + why); }
 
 // HOST:PORT with a DNS name, IPv4 address, or [IPv6] host and port 1..65535.
 bool ValidPeer(std::string_view p) {
@@ -93,8 +91,10 @@ Status WriteFileAtomic(const stdfs::path& path, std::string_view bytes, mode_t m
   while (st.ok() && done < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) st = Status::FromErrno("write " + tmp.string(), errno);
-    else done += static_cast<size_t>(n);
+    if (n < 0)
+      st = Status::FromErrno("write " + tmp.string(), errno);
+    else
+      done += static_cast<size_t>(n);
   }
   if (st.ok() && ::fsync(fd) != 0) st = Status::FromErrno("fsync " + tmp.string(), errno);
   ::close(fd);
@@ -150,7 +150,8 @@ Result<uint32_t> ParseSliceSize(std::string_view text) {
                                    "' is not a size (examples: 1M, 64K, 1048576)");
   }
   std::string suffix;
-  for (char c : text.substr(i)) suffix += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (char c : text.substr(i))
+    suffix += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (suffix == "K" || suffix == "KB" || suffix == "KIB") {
     v *= 1024;
   } else if (suffix == "M" || suffix == "MB" || suffix == "MIB") {
@@ -176,7 +177,8 @@ Status ReadConfigFields(const toml::table& t, VolumeConfig& c) {
   }
   c.volume_id = *id;
   const toml::array* peers = t["peers"].as_array();
-  if (peers == nullptr) return Status::InvalidArgument("peers is missing (a list of \"HOST:PORT\")");
+  if (peers == nullptr)
+    return Status::InvalidArgument("peers is missing (a list of \"HOST:PORT\")");
   for (const auto& p : *peers) {
     const auto s = p.value<std::string>();
     if (!s) return Status::InvalidArgument("peers must be a list of \"HOST:PORT\" strings");
@@ -286,7 +288,8 @@ Result<VolumeExport> VolumeExport::Parse(std::string_view toml_text) {
   if (!t.ok()) return t.status().WithContext("export file");
   const auto format = (*t)["format"].value<std::string>();
   if (!format || *format != kExportFormat) {
-    return Status::InvalidArgument("export file: not a meshfs volume export (made by meshfs key export)");
+    return Status::InvalidArgument(
+        "export file: not a meshfs volume export (made by meshfs key export)");
   }
   const auto version = (*t)["format_version"].value<int64_t>();
   if (!version || *version != kExportFormatVersion) {
@@ -317,9 +320,8 @@ std::string VolumeExport::ToToml() const {
   std::string out;
   out += "# meshfs volume export: the key and configuration of one volume.\n";
   out += "# Recreate the volume elsewhere with: meshfs init VOLUME --import THIS_FILE\n";
-  out += c.key_wrapped
-             ? "# The key is wrapped under the volume's passphrase: keep both safe.\n"
-             : "# The key is NOT wrapped: anyone with this file can read the volume.\n";
+  out += c.key_wrapped ? "# The key is wrapped under the volume's passphrase: keep both safe.\n"
+                       : "# The key is NOT wrapped: anyone with this file can read the volume.\n";
   out += std::string("format = \"") + kExportFormat + "\"\n";
   out += "format_version = " + std::to_string(kExportFormatVersion) + "\n";
   // The config fields, as in config.toml (minus its own header and version).
@@ -355,8 +357,8 @@ Result<Volume> Volume::Open(const stdfs::path& dir) {
   const int fd = ::open(cfg.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT || errno == ENOTDIR) {
-      return Status::NotFound(dir.string() +
-                              " is not a meshfs volume (no config.toml); create it with meshfs init");
+      return Status::NotFound(
+          dir.string() + " is not a meshfs volume (no config.toml); create it with meshfs init");
     }
     return Status::FromErrno("open " + cfg.string(), errno);
   }
@@ -385,7 +387,8 @@ Result<Volume> Volume::Create(const stdfs::path& dir, const VolumeConfig& config
                               std::string_view key_file_bytes) {
   std::error_code ec;
   if (stdfs::exists(dir / "config.toml", ec)) {
-    return Status::AlreadyExists(dir.string() + " is already a meshfs volume; init never overwrites one");
+    return Status::AlreadyExists(dir.string() +
+                                 " is already a meshfs volume; init never overwrites one");
   }
   bool made_dir = false;
   if (stdfs::exists(dir, ec)) {
@@ -465,8 +468,9 @@ Result<std::string> Volume::ReadKeyFile() const {
   if (raw && (st.st_mode & 077) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof(mode), "%03o", static_cast<unsigned>(st.st_mode & 0777));
-    return Status::PermissionDenied("key file " + path.string() + " holds an unwrapped key and is mode " +
-                                    mode + "; run: chmod 600 " + path.string());
+    return Status::PermissionDenied("key file " + path.string() +
+                                    " holds an unwrapped key and is mode " + mode +
+                                    "; run: chmod 600 " + path.string());
   }
   return bytes;
 }
@@ -478,9 +482,8 @@ Result<VolumeKeys> Volume::Unlock(std::string_view passphrase) const {
   if (!master.ok()) return master.status().WithContext(key_path().string());
   VolumeKeys keys = VolumeKeys::Derive(*master);
   if (keys.VolumeIdHex() != config_.volume_id) {
-    return Status::Corruption("the key in " + key_path().string() +
-                              " belongs to another volume (" + keys.VolumeIdHex().substr(0, 16) +
-                              "…), not to " + dir_.string());
+    return Status::Corruption("the key in " + key_path().string() + " belongs to another volume (" +
+                              keys.VolumeIdHex().substr(0, 16) + "…), not to " + dir_.string());
   }
   return keys;
 }

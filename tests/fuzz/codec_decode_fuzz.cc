@@ -81,8 +81,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const auto* p = reinterpret_cast<const unsigned char*>(payload.data());
       const SliceKeys k = FixedKeys();
       cf::ComputeNonce(k.prf_key.data(), b, p, payload.size(), b + cf::kHeaderSize);
-      crypto_aead_xchacha20poly1305_ietf_encrypt(b + cf::kHeaderSize + cf::kNonceSize, nullptr,
-                                                 p, payload.size(), b, cf::kHeaderSize, nullptr,
+      crypto_aead_xchacha20poly1305_ietf_encrypt(b + cf::kHeaderSize + cf::kNonceSize, nullptr, p,
+                                                 payload.size(), b, cf::kHeaderSize, nullptr,
                                                  b + cf::kHeaderSize, k.content_key.data());
       auto r = codec.Decode(SliceId::ForBlob(blob), blob);
       if (r.ok() && r->size() != declared) std::abort();

@@ -40,7 +40,7 @@ std::string RandomBytes(size_t n, uint32_t seed = 1) {
 }
 
 std::string TextLike(size_t n) {
-  static const char* kWords[] = {"the ",   "slice ", "peer ",  "volume ", "mount ",
+  static const char* kWords[] = {"the ",   "slice ", "peer ",  "volume ",  "mount ",
                                  "hash\n", "key ",   "store ", "replica ", "cache "};
   std::mt19937 rng(42);
   std::string s;
@@ -198,8 +198,7 @@ TEST(Codec, HeaderErrorsNameWhatIsWrong) {
   };
   EXPECT_NE(msg(Seal(k, 7, 0, 3, "abc")).find("unknown format version 7"), std::string::npos);
   EXPECT_NE(msg(Seal(k, 1, 0x80, 3, "abc")).find("unknown flags 0x80"), std::string::npos);
-  EXPECT_NE(msg(Seal(k, 1, 0, 4, "abc")).find("does not fit the declared size"),
-            std::string::npos);
+  EXPECT_NE(msg(Seal(k, 1, 0, 4, "abc")).find("does not fit the declared size"), std::string::npos);
   std::string bad_magic = Seal(k, 1, 0, 3, "abc");
   bad_magic[0] = 'X';
   EXPECT_NE(msg(bad_magic).find("bad magic"), std::string::npos);
@@ -270,9 +269,13 @@ TEST(Codec, ConcurrentUse) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 20; ++i) {
-        const std::string data = (i % 2) ? TextLike(70000 + t * 10 + i) : RandomBytes(70000, t * 100 + i);
+        const std::string data =
+            (i % 2) ? TextLike(70000 + t * 10 + i) : RandomBytes(70000, t * 100 + i);
         auto enc = codec.Encode(data);
-        if (!enc.ok()) { ++failures; continue; }
+        if (!enc.ok()) {
+          ++failures;
+          continue;
+        }
         auto dec = codec.Decode(enc->id, enc->blob);
         if (!dec.ok() || *dec != data) ++failures;
       }
@@ -320,8 +323,7 @@ TEST(Codec, KnownAnswerVectors) {
       auto enc = codec.Encode(v.plaintext);
       ASSERT_TRUE(enc.ok());
       out << v.name << " " << (v.plaintext.empty() ? "-" : HexEncode(v.plaintext)) << " "
-          << int(Flags(enc->blob)) << " " << enc->id.ToHex() << " " << HexEncode(enc->blob)
-          << "\n";
+          << int(Flags(enc->blob)) << " " << enc->id.ToHex() << " " << HexEncode(enc->blob) << "\n";
     }
   }
   std::ifstream in(VectorsPath());

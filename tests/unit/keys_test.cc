@@ -36,15 +36,15 @@ TEST(Keys, DeriveIsDeterministicAndSubkeysAreDistinct) {
   EXPECT_EQ(a.volume_id, b.volume_id);
   EXPECT_NE(a.volume_id, c.volume_id);
   EXPECT_NE(a.slice.content_key, c.slice.content_key);
-  std::set<std::array<uint8_t, 32>> distinct{a.slice.content_key, a.slice.prf_key,
-                                             a.metadata_key, a.volume_id};
+  std::set<std::array<uint8_t, 32>> distinct{a.slice.content_key, a.slice.prf_key, a.metadata_key,
+                                             a.volume_id};
   EXPECT_EQ(distinct.size(), 4u);
   EXPECT_EQ(a.VolumeIdHex().size(), 64u);
   // The signing key signs, and the volume id verifies.
   const std::string msg = "root record";
   unsigned char sig[crypto_sign_BYTES];
-  crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(msg.data()),
-                       msg.size(), a.signing_secret.data());
+  crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(msg.data()), msg.size(),
+                       a.signing_secret.data());
   EXPECT_EQ(crypto_sign_verify_detached(sig, reinterpret_cast<const unsigned char*>(msg.data()),
                                         msg.size(), a.volume_id.data()),
             0);
@@ -61,9 +61,12 @@ TEST(Keys, DerivationKnownAnswer) {
     return HexEncode(std::string_view(reinterpret_cast<const char*>(a.data()), a.size()));
   };
   EXPECT_EQ(k.VolumeIdHex(), "24e74af043cb0f54614e7aac78bcc2d920a5f926d7e1c2341452dfa725919ede");
-  EXPECT_EQ(hex(k.slice.content_key), "21609c6e91427957c5634aab5e6a82013d6e6e865c26c1c18309392fa0282f4b");
-  EXPECT_EQ(hex(k.slice.prf_key), "049f4073d2c8c5eee811eca9833bf7d250bf812268817a825537868dbf2108e8");
-  EXPECT_EQ(hex(k.metadata_key), "22fb58badd748c6727a7a95ebf1827e8cbee09ae19f3e02e723b136e6cb3be1d");
+  EXPECT_EQ(hex(k.slice.content_key),
+            "21609c6e91427957c5634aab5e6a82013d6e6e865c26c1c18309392fa0282f4b");
+  EXPECT_EQ(hex(k.slice.prf_key),
+            "049f4073d2c8c5eee811eca9833bf7d250bf812268817a825537868dbf2108e8");
+  EXPECT_EQ(hex(k.metadata_key),
+            "22fb58badd748c6727a7a95ebf1827e8cbee09ae19f3e02e723b136e6cb3be1d");
 }
 
 TEST(Keys, WrapUnwrapRoundTrip) {

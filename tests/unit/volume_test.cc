@@ -54,8 +54,8 @@ TEST(SliceSize, Parses) {
   EXPECT_EQ(*ParseSliceSize("16M"), 16777216u);
   EXPECT_EQ(*ParseSliceSize("2MiB"), 2097152u);
   EXPECT_EQ(*ParseSliceSize("131072"), 131072u);
-  for (const char* bad : {"", "M", "63K", "17M", "1G", "1.5M", "-1M", "1 M", "1X",
-                          "99999999999999999999999M"}) {
+  for (const char* bad :
+       {"", "M", "63K", "17M", "1G", "1.5M", "-1M", "1 M", "1X", "99999999999999999999999M"}) {
     auto r = ParseSliceSize(bad);
     EXPECT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
@@ -169,8 +169,8 @@ TEST(Volume, CreateOpenUnlock) {
   EXPECT_EQ(again.status().code(), Code::kAlreadyExists);
 
   // Passphrase change replaces the key file atomically, keeping its mode.
-  auto rewrapped = WrapMasterKey(master, "new", crypto_pwhash_OPSLIMIT_MIN,
-                                 crypto_pwhash_MEMLIMIT_MIN);
+  auto rewrapped =
+      WrapMasterKey(master, "new", crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN);
   ASSERT_TRUE(rewrapped.ok());
   ASSERT_TRUE(opened->ReplaceKeyFile(*rewrapped).ok());
   EXPECT_EQ(ModeOf(dir / "key"), 0600u);
@@ -262,9 +262,7 @@ TEST(Volume, DamagedKeyFileSaysDamaged) {
   EXPECT_EQ(gone.status().code(), Code::kNotFound);
 }
 
-std::string config_only() {
-  return SampleConfig(VolumeKeys::Derive(MasterKey::Random())).ToToml();
-}
+std::string config_only() { return SampleConfig(VolumeKeys::Derive(MasterKey::Random())).ToToml(); }
 
 TEST(VolumeExport, RoundTripsAndRejectsDamage) {
   const MasterKey master = MasterKey::Random();

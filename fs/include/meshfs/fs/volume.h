@@ -16,13 +16,13 @@
 namespace meshfs::fs {
 
 struct VolumeConfig {
-  std::string volume_id;             // hex Ed25519 public key
-  std::vector<std::string> peers;    // HOST:PORT
+  std::string volume_id;           // hex Ed25519 public key
+  std::vector<std::string> peers;  // HOST:PORT
   int replicas = 3;
   uint32_t slice_size = kDefaultSliceSize;
-  bool key_wrapped = true;           // false: key file is unwrapped
-  std::string key_file;              // absolute path of an unwrapped key file
-                                     // kept outside the volume (--key-file); empty: VOLUME/key
+  bool key_wrapped = true;  // false: key file is unwrapped
+  std::string key_file;     // absolute path of an unwrapped key file
+                            // kept outside the volume (--key-file); empty: VOLUME/key
   int format_version = 1;
 
   // Validates every field (format version, volume id, peers, replicas 1..16,
