@@ -235,4 +235,4 @@ PASSPHRASE = "correct horse battery staple"
 def init_volume(volume, peers, replicas=3, extra=()):
     """`meshfs init` with a passphrase from the environment (fast Argon2 in tests)."""
     return run(["init", volume, "--peers", ",".join(peers), "--replicas", replicas] + list(extra),
-               env={"MESHFS_PASSPHRASE": PASSPHRASE})
+               env={"MESHFS_PASSPHRASE": PASSPHRASE, "MESHFS_KDF_COST": "min"})
