@@ -278,24 +278,29 @@ void Filesystem::Overlay(Attr* a) {
 }
 
 void Filesystem::MaybeReap(uint64_t ino) {
-  std::lock_guard<std::mutex> lock(meta_mu_);
-  auto rec = meta_->GetInode(ino);
-  if (!rec.ok() || rec->nlink != 0) return;
   std::shared_ptr<FileData> data;
   {
-    std::lock_guard<std::mutex> tl(table_mu_);
-    auto it = nodes_.find(ino);
-    if (it != nodes_.end()) {
-      if (it->second.nopen > 0) return;
-      data = std::move(it->second.data);
+    std::lock_guard<std::mutex> lock(meta_mu_);
+    auto rec = meta_->GetInode(ino);
+    if (!rec.ok() || rec->nlink != 0) return;
+    {
+      std::lock_guard<std::mutex> tl(table_mu_);
+      auto it = nodes_.find(ino);
+      if (it != nodes_.end()) {
+        if (it->second.nopen > 0) return;
+        data = std::move(it->second.data);
+      }
+    }
+    Status st = meta_->Begin();
+    if (st.ok()) st = meta_->DeleteInode(ino);
+    if (st.ok()) st = meta_->Commit();
+    else meta_->Rollback();
+    if (!st.ok()) {
+      LogWarn(kLog, "removing unlinked inode " + std::to_string(ino) + ": " + st.ToString());
     }
   }
+  // Outside the metadata lock: the file's lock comes first in the lock order.
   if (data) data->Discard();
-  Status st = meta_->Begin();
-  if (st.ok()) st = meta_->DeleteInode(ino);
-  if (st.ok()) st = meta_->Commit();
-  else meta_->Rollback();
-  if (!st.ok()) LogWarn(kLog, "removing unlinked inode " + std::to_string(ino) + ": " + st.ToString());
 }
 
 // ---------------------------------------------------------------- attributes
@@ -835,11 +840,12 @@ int Filesystem::Read(uint64_t ino, uint64_t /*fh*/, uint64_t off, uint64_t len,
   if (!st.ok()) return Err(st, "read");
   if (options_.read_only) return 0;
   // relatime: update atime when it is older than mtime/ctime or a day old.
+  // (The file's own lock is taken before, never under, the metadata lock.)
+  auto [pm, pc] = data->pending_times();
   std::lock_guard<std::mutex> lock(meta_mu_);
   auto rec = meta_->GetInode(ino);
   if (!rec.ok()) return 0;
   const int64_t now = NowNs();
-  auto [pm, pc] = data->pending_times();
   int64_t mtime = pm ? pm : rec->mtime_ns, ctime = pc ? pc : rec->ctime_ns;
   if (rec->atime_ns <= mtime || rec->atime_ns <= ctime || now - rec->atime_ns > kDayNs) {
     InodeRecord r = *rec;
