@@ -133,6 +133,12 @@ Result<VolumeTarget> ResolveTarget(std::string_view arg) {
 
   // Otherwise a volume directory (or a bare volume name).
   t.volume_dir = Normal(fs::ResolveVolumeDir(arg));
+  if (!std::filesystem::is_regular_file(t.volume_dir / "config.toml", ec) &&
+      std::filesystem::is_regular_file(std::filesystem::path(arg) / "config.toml", ec)) {
+    // A bare name that is not under $XDG_CONFIG_HOME/meshfs but is a volume
+    // directory here: what the user meant.
+    t.volume_dir = Normal(std::string(arg));
+  }
   if (!std::filesystem::is_regular_file(t.volume_dir / "config.toml", ec)) {
     return Status::NotFound(std::string(arg) + " is neither a meshfs volume (no config.toml in " +
                             t.volume_dir.native() + ") nor a mounted meshfs mountpoint");

@@ -402,6 +402,13 @@ TEST_F(ControlTest, ResolvesAVolumeDirectoryAndItsMountRecord) {
   auto c = cli::ConnectDaemon(*t);
   ASSERT_FALSE(c.ok());
   EXPECT_TRUE(c.status().Is(Code::kNotFound));
+  // A bare name not under $XDG_CONFIG_HOME/meshfs falls back to ./NAME.
+  auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir_);
+  auto bare = cli::ResolveTarget("vol");
+  std::filesystem::current_path(cwd);
+  ASSERT_TRUE(bare.ok()) << bare.status().ToString();
+  EXPECT_EQ(bare->volume_dir, dir_ / "vol");
   // A garbage mount.json is ignored, not fatal.
   { std::ofstream(dir_ / "vol" / "mount.json") << "{not json"; }
   auto g = cli::ResolveTarget((dir_ / "vol").native());
