@@ -18,6 +18,9 @@
 #include <fstream>
 #include <thread>
 
+#include <sodium.h>
+
+#include "meshfs/core/hex.h"
 #include "meshfs/net/members.h"
 #include "testing/slice_store_contract.h"
 
@@ -145,7 +148,7 @@ constexpr char kOwner[] = "11111111111111111111111111111111111111111111111111111
 // Three nodes joined to the first, a PeerClient and a ReplicatingStore (R=3).
 class Cluster {
  public:
-  explicit Cluster(int nodes = 3) {
+  explicit Cluster(int nodes = 3, std::string owner = kOwner, std::string signing_key = "") {
     bin_ = MeshfsBinary();
     if (bin_.empty()) {
       skip_ = "meshfs binary not found (set MESHFS_BIN or build the meshfs target)";
@@ -164,7 +167,8 @@ class Cluster {
     ReplicatingOptions o;
     for (auto& n : nodes_) o.seeds.push_back(*PeerAddress::Parse(n->addr()));
     o.replicas = 3;
-    o.owner = kOwner;
+    o.owner = owner;
+    o.signing_key = signing_key;
     o.get_timeout_ms = 3000;
     o.members_refresh_ms = 500;
     o.holders_db = dir_.path() / "holders.db";
@@ -352,6 +356,26 @@ TEST_F(ReplicatingStoreTest, AllPeersDownIsUnavailableFast) {
   auto has = cluster_->rs().Contains(id);
   EXPECT_EQ(has.status().code(), Code::kUnavailable);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST(ReplicatingStoreRemove, SignedDeleteDropsEveryCopy) {
+  unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+  crypto_sign_keypair(pk, sk);
+  const std::string owner = HexEncode(std::string_view(reinterpret_cast<char*>(pk), sizeof(pk)));
+  Cluster cluster(3, owner, std::string(reinterpret_cast<char*>(sk), sizeof(sk)));
+  const std::string why = cluster.skip_reason();
+  if (!why.empty()) GTEST_SKIP() << why;
+  const std::string blob = RandomBlob(20'000, 7);
+  const SliceId id = SliceId::ForBlob(blob);
+  ASSERT_TRUE(cluster.rs().Put(id, blob).ok());
+  ASSERT_EQ(*cluster.rs().CopiesOf(id), 3);
+  Status s = cluster.rs().Remove(id);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(*cluster.rs().CopiesOf(id), 0);
+  EXPECT_TRUE(cluster.rs().RecordedHolders(id).empty());
+  EXPECT_EQ(cluster.rs().Get(id).status().code(), Code::kNotFound);
+  // Removing again (nothing left anywhere) is not an error.
+  EXPECT_TRUE(cluster.rs().Remove(id).ok());
 }
 
 TEST(ReplicatingStoreOptions, RejectsBadOptions) {
