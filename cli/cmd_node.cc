@@ -49,7 +49,7 @@ Result<uint64_t> ParseSize(std::string_view text) {
 }
 
 struct NodeArgs {
-  std::string data, listen, join, capacity;
+  std::string data, listen, join, capacity, advertise;
   int gossip_interval_ms = 1000;
   int fail_after_ms = 5000;
   int cleanup_after_ms = 30000;
@@ -61,6 +61,11 @@ int RunNode(const NodeArgs& a) {
   auto listen = net::PeerAddress::Parse(a.listen);
   if (!listen.ok()) return Fail("--listen", listen.status());
   o.listen = *listen;
+  if (!a.advertise.empty()) {
+    auto adv = net::PeerAddress::Parse(a.advertise);
+    if (!adv.ok()) return Fail("--advertise", adv.status());
+    o.advertise = *adv;
+  }
   auto join = net::PeerAddress::ParseList(a.join);
   if (!join.ok()) return Fail("--join", join.status());
   o.join = *join;
@@ -107,6 +112,8 @@ void RegisterNodeCommands(CLI::App& app, CommandTable& table) {
   node->add_option("--data", args.data, "Directory for stored slices")->required();
   node->add_option("--listen", args.listen, "HOST:PORT to serve the peer protocol on")->required();
   node->add_option("--join", args.join, "Peers to join, HOST:PORT[,...]");
+  node->add_option("--advertise", args.advertise,
+                   "HOST:PORT other peers reach this node at (default: --listen)");
   node->add_option("--capacity", args.capacity,
                    "Disk space to lend, e.g. 10G (default: the free space of --data)");
   node->add_option("--gossip-interval", args.gossip_interval_ms,

@@ -113,8 +113,12 @@ class Node::Impl {
                      [this](const ServerRequest& r, int status, uint64_t out, double secs) {
                        metrics_.ObserveRequest(RouteType(r), status, r.body_bytes, out, secs);
                      }));
-    PeerAddress self = options_.listen;
-    self.port = server_->port();
+    PeerAddress self = options_.advertise.host.empty() ? options_.listen : options_.advertise;
+    if (options_.advertise.host.empty() || self.port == 0) self.port = server_->port();
+    if (self.host == "0.0.0.0" || self.host == "::") {
+      LogWarn("node", "advertising " + self.ToString() +
+                          ", which other peers cannot reach; pass --advertise HOST:PORT");
+    }
     addr_ = self.ToString();
     *addr_out = addr_;
 

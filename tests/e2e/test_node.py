@@ -445,3 +445,14 @@ def test_concurrent_puts_of_one_address(cluster):
     assert i["slices"] == 1 and i["used_bytes"] == len(blob)
     assert nu.stored_files(n.data) == {nu.address(blob): blob}
     assert os.listdir(n.data / "tmp") == []
+
+
+def test_advertised_address(cluster):
+    (n,) = cluster(1, extra=["--advertise", "localhost:7777"])
+    assert info(n)["addr"] == "localhost:7777"
+    st, body, _ = put(n, nu.random_blob(100))
+    assert st == 201 and json.loads(body)["stored_on"] == ["localhost:7777"]
+    assert [m["addr"] for m in n.get_json("/v1/members")] == ["localhost:7777"]
+    p = harness.run(["node", "--data", n.data, "--listen", "127.0.0.1:1", "--advertise", "x"],
+                    check=False, timeout=20)
+    assert p.returncode == 2 and "--advertise" in p.stderr

@@ -24,7 +24,11 @@ struct NodeOptions {
   std::string data_dir;
   PeerAddress listen;             // port 0: pick a free port (tests)
   std::vector<PeerAddress> join;  // gossip seeds
-  uint64_t capacity_bytes = 0;    // 0: the data file system's free space
+  // The address other peers and clients reach this node at (gossip,
+  // /v1/info, "stored_on"). Empty host: the listen address (with the real
+  // port); port 0: the real listening port.
+  PeerAddress advertise;
+  uint64_t capacity_bytes = 0;  // 0: the data file system's free space
   uint64_t max_blob_bytes = DiskStore::kDefaultMaxBlobBytes;
   GossipOptions gossip;
   std::string version = "0";                 // reported by /v1/info
