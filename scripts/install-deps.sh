@@ -14,6 +14,8 @@ PKGS=(
   # runtime and end-to-end tests
   fuse3 sqlite3 rsync git fio attr acl python3 python3-pytest curl
   xz-utils tar procps psmisc util-linux
+  # packaging tests: man page rendering and unit verification
+  man-db groff-base systemd dpkg
 )
 
 missing=()
