@@ -30,12 +30,23 @@ class OfflineStore final : public meshfs::SliceStore {
   meshfs::Status Flush() override { return meshfs::Status::OK(); }
 };
 
+// A private directory for the process, removed at exit.
+struct WorkDirHolder {
+  WorkDirHolder() {
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "meshfs-cache-fuzz-XXXXXX").string();
+    path = mkdtemp(tmpl.data());
+  }
+  ~WorkDirHolder() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::filesystem::path path;
+};
+
 std::filesystem::path WorkDir() {
-  static const std::filesystem::path dir = [] {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "meshfs-cache-fuzz-XXXXXX").string();
-    return std::filesystem::path(mkdtemp(tmpl.data()));
-  }();
-  return dir;
+  static WorkDirHolder holder;
+  return holder.path;
 }
 
 void Clean(const std::filesystem::path& db) {
