@@ -1,8 +1,9 @@
 // CachingStore: the local SQLite block cache and the durable upload queue,
 // as a SliceStore decorator over the remote (replicating) store.
 //
-// Put: the blob is committed to the cache database (WAL, synchronous=FULL on
-// the commit that makes it durable) marked "pending", and queued for upload;
+// Put: the blob is committed to the cache database (WAL) marked "pending" and
+// queued for upload; the commit survives a crash of the process as soon as Put
+// returns, and a power loss once Flush() has returned (it syncs the WAL);
 // background workers push it to the remote store and mark it "uploaded" once
 // the remote store accepts it (on R peers). Get: cache first (hit), else the
 // remote store, and the result is cached as "uploaded". A pending blob is
