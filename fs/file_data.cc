@@ -19,14 +19,54 @@ bool AllZero(std::string_view d) {
 }
 }  // namespace
 
+WriteBackPool::WriteBackPool(int threads, size_t max_queued)
+    : max_queued_(std::max<size_t>(max_queued, 1)) {
+  for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this] { Loop(); });
+}
+
+WriteBackPool::~WriteBackPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void WriteBackPool::Submit(std::function<void()> job) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return busy_ < max_queued_; });
+  ++busy_;
+  jobs_.push_back(std::move(job));
+  lock.unlock();
+  cv_.notify_all();
+}
+
+void WriteBackPool::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+    if (jobs_.empty()) return;  // stopping, and every queued job ran
+    std::function<void()> job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lock.unlock();
+    job();
+    job = nullptr;
+    lock.lock();
+    --busy_;
+    cv_.notify_all();
+  }
+}
+
 FileData::FileData(uint64_t ino, uint32_t slice_size, uint64_t size,
                    std::optional<std::string> inline_data,
                    const std::vector<ExtentRecord>& extents, FileDataBackend* backend,
-                   uint64_t dirty_max)
+                   uint64_t dirty_max, WriteBackPool* pool)
     : ino_(ino),
       slice_size_(slice_size),
       backend_(backend),
       dirty_max_(std::max<uint64_t>(dirty_max, slice_size)),
+      pool_(pool),
       size_(size),
       inline_(std::move(inline_data)) {
   for (const auto& e : extents) extents_[e.idx] = e;
@@ -47,7 +87,8 @@ uint64_t FileData::SliceLen(uint64_t idx) const {
 }
 
 bool FileData::HasContent(uint64_t idx) const {
-  return dirty_.count(idx) || extents_.count(idx) || (idx == 0 && inline_ && !inline_->empty());
+  return dirty_.count(idx) || inflight_.count(idx) || extents_.count(idx) ||
+         (idx == 0 && inline_ && !inline_->empty());
 }
 
 Result<FileData::Dirty*> FileData::DirtyFor(uint64_t idx, bool need_base) {
@@ -57,6 +98,8 @@ Result<FileData::Dirty*> FileData::DirtyFor(uint64_t idx, bool need_base) {
   if (need_base) {
     if (idx == 0 && inline_) {
       d.data = *inline_;
+    } else if (auto f = inflight_.find(idx); f != inflight_.end()) {
+      d.data = *f->second.data;  // newer than the extent, which may be pending
     } else if (auto e = extents_.find(idx); e != extents_.end()) {
       MESHFS_ASSIGN_OR_RETURN(d.data, backend_->LoadSlice(e->second.slice));
     }
@@ -88,6 +131,7 @@ Status FileData::Read(uint64_t off, uint64_t len, std::string* out) {
   uint64_t end;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    ReapLocked();
     if (off >= size_ || len == 0) return Status::OK();
     len = std::min(len, size_ - off);
     end = off + len;
@@ -99,6 +143,8 @@ Status FileData::Read(uint64_t off, uint64_t len, std::string* out) {
       const std::string* src = nullptr;
       if (auto d = dirty_.find(idx); d != dirty_.end()) {
         src = &d->second.data;
+      } else if (auto f = inflight_.find(idx); f != inflight_.end()) {
+        src = f->second.data.get();
       } else if (idx == 0 && inline_) {
         src = &*inline_;
       } else if (auto e = extents_.find(idx); e != extents_.end()) {
@@ -114,7 +160,9 @@ Status FileData::Read(uint64_t off, uint64_t len, std::string* out) {
       uint64_t next = (end + slice_size_ - 1) / slice_size_;
       for (auto e = extents_.lower_bound(next);
            e != extents_.end() && e->first < next + kReadaheadSlices; ++e) {
-        if (!dirty_.count(e->first)) ahead.push_back(e->second.slice);
+        if (!dirty_.count(e->first) && !inflight_.count(e->first)) {
+          ahead.push_back(e->second.slice);
+        }
       }
     }
     last_read_end_ = end;
@@ -135,6 +183,8 @@ Status FileData::Read(uint64_t off, uint64_t len, std::string* out) {
 
 Status FileData::Write(uint64_t off, std::string_view data, bool append, uint64_t* at) {
   std::lock_guard<std::mutex> lock(mu_);
+  ReapLocked();
+  MESHFS_RETURN_IF_ERROR(TakeErrorLocked());
   if (append) off = size_;
   if (at) *at = off;
   if (data.empty()) return Status::OK();
@@ -184,6 +234,29 @@ Status FileData::WriteBackLocked(uint64_t idx) {
   if (data.empty() || AllZero(data)) {
     // A slice of zeros is stored as a hole: no slice, reads give zeros.
     extents_.erase(idx);
+    inflight_.erase(idx);  // an older write-back of it must not set an extent
+  } else if (pool_ != nullptr) {
+    auto shared = std::make_shared<const std::string>(std::move(it->second.data));
+    const uint64_t gen = ++gen_;
+    inflight_[idx] = InFlight{shared, gen, it->second.seq};
+    AddDirty(-static_cast<int64_t>(shared->size()));
+    dirty_.erase(it);
+    {
+      std::lock_guard<std::mutex> dl(done_mu_);
+      ++pending_;
+    }
+    FileDataBackend* backend = backend_;
+    pool_->Submit([this, backend, shared, idx, gen] {
+      Done d{idx, gen, Status::OK(), SliceId()};
+      Result<SliceId> r = backend->StoreSlice(*shared);
+      if (r.ok()) d.id = *r;
+      else d.status = r.status();
+      std::lock_guard<std::mutex> dl(done_mu_);
+      done_.push_back(std::move(d));
+      --pending_;
+      done_cv_.notify_all();  // under done_mu_: the file may go away right after
+    });
+    return Status::OK();
   } else {
     MESHFS_ASSIGN_OR_RETURN(SliceId id, backend_->StoreSlice(data));
     extents_[idx] = ExtentRecord{idx, id, static_cast<uint32_t>(data.size())};
@@ -194,8 +267,56 @@ Status FileData::WriteBackLocked(uint64_t idx) {
   return Status::OK();
 }
 
+void FileData::ReapLocked() {
+  std::vector<Done> done;
+  {
+    std::lock_guard<std::mutex> dl(done_mu_);
+    if (done_.empty()) return;
+    done.swap(done_);
+  }
+  for (Done& d : done) {
+    auto f = inflight_.find(d.idx);
+    if (f == inflight_.end() || f->second.gen != d.gen) {
+      // Superseded (newer data, a hole, a truncation): only the error counts.
+      if (!d.status.ok() && error_.ok()) error_ = d.status;
+      continue;
+    }
+    if (d.status.ok()) {
+      extents_[d.idx] = ExtentRecord{d.idx, d.id, static_cast<uint32_t>(f->second.data->size())};
+      uncommitted_.insert(d.idx);
+    } else {
+      if (error_.ok()) error_ = d.status;
+      if (!dirty_.count(d.idx)) {  // keep the data for the next flush
+        Dirty back;
+        back.data = *f->second.data;
+        back.seq = f->second.seq;
+        int64_t n = static_cast<int64_t>(back.data.size());
+        dirty_.emplace(d.idx, std::move(back));
+        AddDirty(n);
+      }
+    }
+    inflight_.erase(f);
+  }
+}
+
+Status FileData::WaitIdleLocked() {
+  {
+    std::unique_lock<std::mutex> dl(done_mu_);
+    done_cv_.wait(dl, [&] { return pending_ == 0; });
+  }
+  ReapLocked();
+  return TakeErrorLocked();
+}
+
+Status FileData::TakeErrorLocked() {
+  Status st = std::move(error_);
+  error_ = Status::OK();
+  return st;
+}
+
 Status FileData::Truncate(uint64_t size) {
   std::lock_guard<std::mutex> lock(mu_);
+  MESHFS_RETURN_IF_ERROR(WaitIdleLocked());
   if (size == size_) return Status::OK();
   if (size < size_) {
     const uint64_t first_drop = (size + slice_size_ - 1) / slice_size_;
@@ -263,6 +384,7 @@ Status FileData::CommitLocked(bool durable) {
 
 Status FileData::Flush(bool durable) {
   std::lock_guard<std::mutex> lock(mu_);
+  MESHFS_RETURN_IF_ERROR(WaitIdleLocked());
   const bool small = size_ <= kInlineMax && extents_.empty() &&
                      (dirty_.empty() || (dirty_.size() == 1 && dirty_.begin()->first == 0));
   if (small && (!dirty_.empty() || !inline_ || delete_from_)) {
@@ -280,18 +402,33 @@ Status FileData::Flush(bool durable) {
   } else if (!inline_) {
     std::vector<uint64_t> idxs;
     for (const auto& [idx, d] : dirty_) idxs.push_back(idx);
-    for (uint64_t idx : idxs) MESHFS_RETURN_IF_ERROR(WriteBackLocked(idx));
+    Status st;
+    for (uint64_t idx : idxs) {
+      st = WriteBackLocked(idx);
+      if (!st.ok()) break;
+    }
+    Status waited = WaitIdleLocked();  // also on error: nothing stays in flight
+    MESHFS_RETURN_IF_ERROR(st);
+    MESHFS_RETURN_IF_ERROR(waited);
   }
   return CommitLocked(durable);
 }
 
 Status FileData::Commit() {
   std::lock_guard<std::mutex> lock(mu_);
+  ReapLocked();
   return CommitLocked(false);
 }
 
 void FileData::Discard() {
   std::lock_guard<std::mutex> lock(mu_);
+  {
+    std::unique_lock<std::mutex> dl(done_mu_);
+    done_cv_.wait(dl, [&] { return pending_ == 0; });
+    done_.clear();
+  }
+  inflight_.clear();
+  error_ = Status::OK();
   if (dirty_bytes_ != 0) AddDirty(-static_cast<int64_t>(dirty_bytes_));
   dirty_.clear();
   uncommitted_.clear();
@@ -307,7 +444,10 @@ uint64_t FileData::allocated() {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t n = inline_ ? inline_->size() : 0;
   for (const auto& [idx, e] : extents_) {
-    if (!dirty_.count(idx)) n += e.len;
+    if (!dirty_.count(idx) && !inflight_.count(idx)) n += e.len;
+  }
+  for (const auto& [idx, f] : inflight_) {
+    if (!dirty_.count(idx)) n += f.data->size();
   }
   for (const auto& [idx, d] : dirty_) n += d.data.size();
   return n;
@@ -338,6 +478,7 @@ std::optional<uint64_t> FileData::Seek(uint64_t off, bool data) {
     uint64_t next = UINT64_MAX;
     if (auto e = extents_.lower_bound(idx); e != extents_.end()) next = std::min(next, e->first);
     if (auto d = dirty_.lower_bound(idx); d != dirty_.end()) next = std::min(next, d->first);
+    if (auto f = inflight_.lower_bound(idx); f != inflight_.end()) next = std::min(next, f->first);
     if (next == UINT64_MAX || next * slice_size_ >= size_) return std::nullopt;
     return next * slice_size_;
   }

@@ -256,7 +256,7 @@ Result<std::shared_ptr<FileData>> Filesystem::LoadData(uint64_t ino) {
     }
     data = std::make_shared<FileData>(ino, slice_size_, rec.size, std::move(inl), extents,
                                       static_cast<FileDataBackend*>(this),
-                                      options_.dirty_max);
+                                      options_.dirty_max, &writeback_);
   }
   std::lock_guard<std::mutex> lock(table_mu_);
   Node& node = nodes_[ino];

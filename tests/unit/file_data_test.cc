@@ -1,13 +1,22 @@
 // FileData against a recording backend: write-back policy (full slices at
 // once, dirty bound, zeros as holes), inline small files, truncation,
-// SEEK_DATA/SEEK_HOLE, and store failures that keep the buffered data.
+// SEEK_DATA/SEEK_HOLE, and store failures that keep the buffered data; and
+// asynchronous write-back on a WriteBackPool against a real (memory) store:
+// reads of in-flight slices, write order of rewritten slices, waiting
+// flush/truncate/discard, and store errors reported by the next write/flush.
 #include "meshfs/fs/file_data.h"
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
+
+#include "testing/memory_store.h"
 
 namespace meshfs::fs {
 namespace {
@@ -181,6 +190,263 @@ TEST(FileData, SequentialReadsPrefetchAhead) {
   ASSERT_TRUE(f.Read(0, kSlice, &out).ok());
   ASSERT_TRUE(f.Read(kSlice, kSlice, &out).ok());
   EXPECT_GE(b.prefetched, 4u);
+}
+
+// A thread-safe backend over MemoryStore (+ FaultyStore) whose Put can be
+// held back by a test, for write-backs running on pool threads.
+class StoreBackend final : public FileDataBackend {
+ public:
+  StoreBackend() : faulty(&memory) {}
+  Result<std::string> LoadSlice(const SliceId& id) override { return faulty.Get(id); }
+  Result<SliceId> StoreSlice(std::string_view plaintext) override {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      ++started;
+      cv.notify_all();
+      cv.wait_for(lock, std::chrono::seconds(10), [&] { return !held || hold(plaintext) == false; });
+    }
+    SliceId id = SliceId::ForBlob(plaintext);
+    Status st = faulty.Put(id, plaintext);
+    std::lock_guard<std::mutex> lock(mu);
+    ++finished;
+    cv.notify_all();
+    if (!st.ok()) return st;
+    return id;
+  }
+  Status CommitFile(uint64_t, const FileCommit& c) override {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& e : c.put) extents[e.idx] = e;
+    for (uint64_t idx : c.remove) extents.erase(idx);
+    if (c.delete_from) extents.erase(extents.lower_bound(*c.delete_from), extents.end());
+    size = c.size;
+    ++commits;
+    return Status::OK();
+  }
+  void Prefetch(const std::vector<SliceId>&) override {}
+  void AccountDirty(int64_t d) override { dirty += d; }
+  int64_t NowNs() override { return 42; }
+
+  // Holds back every Put for which `pred` is true, until Release().
+  void Hold(std::function<bool(std::string_view)> pred) {
+    std::lock_guard<std::mutex> lock(mu);
+    held = true;
+    hold = std::move(pred);
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu);
+    held = false;
+    cv.notify_all();
+  }
+  // Waits (bounded) until at least n Puts started / finished.
+  bool WaitStarted(int n) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return started >= n; });
+  }
+  bool WaitFinished(int n) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return finished >= n; });
+  }
+  std::vector<ExtentRecord> Extents() {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<ExtentRecord> v;
+    for (const auto& [idx, e] : extents) v.push_back(e);
+    return v;
+  }
+
+  testing::MemoryStore memory;
+  testing::FaultyStore faulty;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool held = false;
+  std::function<bool(std::string_view)> hold;
+  int started = 0, finished = 0, commits = 0;
+  std::map<uint64_t, ExtentRecord> extents;
+  uint64_t size = 0;
+  std::atomic<int64_t> dirty{0};
+};
+
+TEST(FileDataAsync, StreamsThroughThePoolAndReadsBackFromTheStore) {
+  StoreBackend b;
+  WriteBackPool pool(2, 3);
+  std::string data = Bytes(12 * kSlice + 123, 21);
+  {
+    FileData f(2, kSlice, 0, std::nullopt, {}, &b, 4 * kSlice, &pool);
+    for (size_t off = 0; off < data.size(); off += 8192) {
+      ASSERT_TRUE(f.Write(off, std::string_view(data).substr(off, 8192)).ok());
+    }
+    EXPECT_TRUE(ReadAll(f) == data) << "in flight or stored, reads see every byte";
+    ASSERT_TRUE(f.Flush(false).ok());
+    EXPECT_EQ(f.dirty_bytes(), 0u);
+    EXPECT_TRUE(ReadAll(f) == data);
+  }
+  EXPECT_EQ(b.dirty.load(), 0);
+  EXPECT_EQ(b.size, data.size());
+  EXPECT_EQ(b.memory.size(), 13u);
+  FileData g(2, kSlice, b.size, std::nullopt, b.Extents(), &b, 4 * kSlice, &pool);
+  EXPECT_TRUE(ReadAll(g) == data) << "the committed extents hold the data";
+}
+
+TEST(FileDataAsync, ReadsAndPartialWritesSeeSlicesInFlight) {
+  StoreBackend b;
+  WriteBackPool pool(2, 8);
+  FileData f(2, kSlice, 0, std::nullopt, {}, &b, 64 * kSlice, &pool);
+  std::string data = Bytes(2 * kSlice, 4);
+  b.Hold([](std::string_view) { return true; });
+  ASSERT_TRUE(f.Write(0, data).ok()) << "the write does not wait for the store";
+  ASSERT_TRUE(b.WaitStarted(2));
+  EXPECT_EQ(f.dirty_bytes(), 0u);
+  EXPECT_TRUE(ReadAll(f) == data);
+  EXPECT_EQ(f.allocated(), 2u * kSlice);
+  // A partial write of an in-flight slice starts from its in-flight bytes.
+  ASSERT_TRUE(f.Write(kSlice + 10, "xyz").ok());
+  data.replace(kSlice + 10, 3, "xyz");
+  EXPECT_TRUE(ReadAll(f) == data);
+  b.Release();
+  ASSERT_TRUE(f.Flush(false).ok());
+  EXPECT_TRUE(ReadAll(f) == data);
+  FileData g(2, kSlice, b.size, std::nullopt, b.Extents(), &b, 64 * kSlice, &pool);
+  EXPECT_TRUE(ReadAll(g) == data);
+}
+
+TEST(FileDataAsync, AnOlderWriteBackFinishingLastDoesNotWin) {
+  StoreBackend b;
+  WriteBackPool pool(2, 8);
+  FileData f(2, kSlice, 0, std::nullopt, {}, &b, 64 * kSlice, &pool);
+  const std::string v1 = Bytes(kSlice, 1), v2 = Bytes(kSlice, 2);
+  b.Hold([&](std::string_view p) { return p == v1; });  // v1's Put lags behind
+  ASSERT_TRUE(f.Write(0, v1).ok());
+  ASSERT_TRUE(b.WaitStarted(1));
+  ASSERT_TRUE(f.Write(0, v2).ok());
+  ASSERT_TRUE(b.WaitFinished(1)) << "v2 is stored while v1 is still held";
+  EXPECT_TRUE(ReadAll(f) == v2);
+  ASSERT_TRUE(f.Commit().ok());
+  b.Release();
+  ASSERT_TRUE(f.Flush(false).ok());
+  EXPECT_TRUE(ReadAll(f) == v2);
+  auto ext = b.Extents();
+  ASSERT_EQ(ext.size(), 1u);
+  EXPECT_EQ(ext[0].slice, SliceId::ForBlob(v2));
+}
+
+TEST(FileDataAsync, FlushAndTruncateWaitForWriteBacks) {
+  StoreBackend b;
+  WriteBackPool pool(2, 8);
+  FileData f(2, kSlice, 0, std::nullopt, {}, &b, 64 * kSlice, &pool);
+  std::string data = Bytes(3 * kSlice, 8);
+  b.Hold([](std::string_view) { return true; });
+  ASSERT_TRUE(f.Write(0, data).ok());
+  std::atomic<bool> flushed{false};
+  std::thread t([&] {
+    EXPECT_TRUE(f.Flush(false).ok());
+    flushed = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(flushed.load()) << "flush returned before its slices were stored";
+  EXPECT_EQ(b.commits, 0);
+  b.Release();
+  t.join();
+  EXPECT_TRUE(flushed.load());
+  EXPECT_EQ(b.Extents().size(), 3u);
+
+  // Truncate while rewritten slices are in flight: the cut applies to them.
+  b.Hold([](std::string_view) { return true; });
+  std::string v2 = Bytes(3 * kSlice, 9);
+  ASSERT_TRUE(f.Write(0, v2).ok());
+  std::thread r([&] { b.Release(); });
+  ASSERT_TRUE(f.Truncate(kSlice + 5).ok());
+  r.join();
+  ASSERT_TRUE(f.Flush(false).ok());
+  EXPECT_TRUE(ReadAll(f) == v2.substr(0, kSlice + 5));
+  FileData g(2, kSlice, b.size, std::nullopt, b.Extents(), &b, 64 * kSlice, &pool);
+  EXPECT_TRUE(ReadAll(g) == v2.substr(0, kSlice + 5));
+}
+
+TEST(FileDataAsync, DiscardWaitsAndDropsInFlightWork) {
+  StoreBackend b;
+  WriteBackPool pool(1, 2);
+  {
+    FileData f(2, kSlice, 0, std::nullopt, {}, &b, 64 * kSlice, &pool);
+    ASSERT_TRUE(f.Write(0, Bytes(4 * kSlice + 1, 3)).ok());
+    f.Discard();
+    EXPECT_EQ(f.dirty_bytes(), 0u);
+    EXPECT_EQ(b.finished, 4) << "discard returned with write-backs still running";
+  }
+  EXPECT_EQ(b.dirty.load(), 0);
+  EXPECT_EQ(b.commits, 0);
+}
+
+TEST(FileDataAsync, StoreErrorSurfacesOnTheNextWriteAndKeepsData) {
+  StoreBackend b;
+  WriteBackPool pool(2, 8);
+  FileData f(2, kSlice, 0, std::nullopt, {}, &b, 64 * kSlice, &pool);
+  std::string data = Bytes(kSlice, 6);
+  b.faulty.FailWith(Code::kNoSpace);
+  ASSERT_TRUE(f.Write(0, data).ok());  // the failure comes later
+  ASSERT_TRUE(b.WaitFinished(1));
+  // The failed job may still be handing over its result: poll with no-op writes.
+  Status st;
+  for (int i = 0; i < 500 && (st = f.Write(kSlice, "")).ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(st.code(), Code::kNoSpace);
+  EXPECT_TRUE(f.Write(kSlice, "").ok()) << "an error is reported once";
+  EXPECT_EQ(f.dirty_bytes(), uint64_t(kSlice)) << "the failed slice is dirty again";
+  EXPECT_TRUE(ReadAll(f) == data);
+  b.faulty.FailWith(Code::kOk);
+  ASSERT_TRUE(f.Flush(false).ok());
+  FileData g(2, kSlice, b.size, std::nullopt, b.Extents(), &b, 64 * kSlice, &pool);
+  EXPECT_TRUE(ReadAll(g) == data);
+}
+
+TEST(FileDataAsync, StoreErrorSurfacesOnFlushAndNothingIsCommitted) {
+  StoreBackend b;
+  WriteBackPool pool(2, 8);
+  FileData f(2, kSlice, 0, std::nullopt, {}, &b, 64 * kSlice, &pool);
+  std::string data = Bytes(3 * kSlice + 7, 7);
+  b.faulty.FailWith(Code::kIOError);
+  ASSERT_TRUE(f.Write(0, data).ok());
+  Status st = f.Flush(true);
+  EXPECT_EQ(st.code(), Code::kIOError);
+  EXPECT_EQ(b.commits, 0);
+  EXPECT_TRUE(ReadAll(f) == data) << "nothing buffered is lost";
+  EXPECT_EQ(f.Flush(false).code(), Code::kIOError) << "the store still fails";
+  b.faulty.FailWith(Code::kOk);
+  ASSERT_TRUE(f.Flush(true).ok());
+  EXPECT_EQ(b.size, data.size());
+  FileData g(2, kSlice, b.size, std::nullopt, b.Extents(), &b, 64 * kSlice, &pool);
+  EXPECT_TRUE(ReadAll(g) == data);
+}
+
+TEST(FileDataAsync, ConcurrentWritersShareTheBoundedPool) {
+  StoreBackend b;
+  WriteBackPool pool(2, 2);
+  constexpr int kFiles = 3;
+  std::vector<std::string> want;
+  std::vector<std::unique_ptr<FileData>> files;
+  for (int i = 0; i < kFiles; ++i) {
+    want.push_back(Bytes(10 * kSlice + 99, 100 + i));
+    files.push_back(std::make_unique<FileData>(10 + i, kSlice, 0, std::nullopt,
+                                               std::vector<ExtentRecord>{}, &b, 2 * kSlice, &pool));
+  }
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kFiles; ++i) {
+    threads.emplace_back([&, i] {
+      const std::string& d = want[i];
+      for (size_t off = 0; off < d.size(); off += 4096) {
+        EXPECT_TRUE(files[i]->Write(off, std::string_view(d).substr(off, 4096)).ok());
+        if (off % (3 * kSlice) == 0) {
+          std::string out;
+          EXPECT_TRUE(files[i]->Read(0, off, &out).ok());
+          EXPECT_TRUE(out == d.substr(0, off));
+        }
+      }
+      EXPECT_TRUE(files[i]->Flush(false).ok());
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kFiles; ++i) EXPECT_TRUE(ReadAll(*files[i]) == want[i]);
+  files.clear();
+  EXPECT_EQ(b.dirty.load(), 0);
 }
 
 TEST(SliceCache, EvictsLeastRecentlyUsed) {

@@ -12,21 +12,37 @@
 // the bound, and on Flush. Metadata (extents, size, times, inline data) is
 // committed by the backend in one transaction per Flush/Commit.
 //
+// With a WriteBackPool, write-back is asynchronous: the buffer moves to an
+// in-flight table (reads and read-modify-writes of that slice use it), a pool
+// thread encodes and stores it, and the file records the new extent the next
+// time it takes its mutex. Each write-back of a slice carries a generation;
+// only the newest one of a slice sets its extent, so extent updates keep the
+// write order. Flush, Truncate and Discard wait for the file's write-backs
+// first. A failed write-back puts its data back into the dirty buffers (unless
+// newer data replaced it) and its error is returned, once, by the next Write,
+// Truncate or Flush of the file.
+//
 // Thread-safety: every FileData method takes the file's mutex, which
 // serializes read-modify-write of partial slices. Read fetches stored slices
-// without holding it. Lock order: FileData::mu_ before any lock the backend
-// takes. SliceCache is thread-safe.
+// without holding it. Pool threads never take it (they only take done_mu_).
+// Lock order: FileData::mu_, then FileData::done_mu_, then any lock the
+// backend takes. WriteBackPool and SliceCache are thread-safe.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <list>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -68,13 +84,44 @@ class FileDataBackend {
   virtual int64_t NowNs() = 0;
 };
 
+// A fixed set of threads running write-back jobs, shared by all files of a
+// mount. At most `max_queued` jobs are queued or running at once (Submit
+// blocks beyond), which bounds the memory held by in-flight slices.
+// Thread-safe. The destructor runs the jobs still queued, then joins.
+class WriteBackPool final {
+ public:
+  WriteBackPool(int threads, size_t max_queued);
+  ~WriteBackPool();
+  WriteBackPool(const WriteBackPool&) = delete;
+  WriteBackPool& operator=(const WriteBackPool&) = delete;
+
+  // Queues `job`, waiting while the pool is full. `job` must not take any
+  // FileData::mu_ (a caller may hold one while it waits here).
+  void Submit(std::function<void()> job);
+
+ private:
+  void Loop();
+
+  const size_t max_queued_;
+  std::mutex mu_;
+  std::condition_variable cv_;  // a job was queued, or a slot was freed, or stop
+  std::deque<std::function<void()>> jobs_;
+  size_t busy_ = 0;  // queued + running
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
 class FileData final {
  public:
   // `inline_data`: the inode's inline blob (nullopt: the file uses extents).
+  // `pool`: where write-backs run (nullptr: synchronously in the caller); it
+  // must outlive this FileData.
   FileData(uint64_t ino, uint32_t slice_size, uint64_t size, std::optional<std::string> inline_data,
            const std::vector<ExtentRecord>& extents, FileDataBackend* backend,
-           uint64_t dirty_max);
-  ~FileData();  // un-flushed dirty data is dropped (callers Flush first)
+           uint64_t dirty_max, WriteBackPool* pool = nullptr);
+  // Un-flushed dirty data is dropped (callers Flush first); waits for the
+  // file's in-flight write-backs.
+  ~FileData();
   FileData(const FileData&) = delete;
   FileData& operator=(const FileData&) = delete;
 
@@ -87,9 +134,11 @@ class FileData final {
   Status Truncate(uint64_t size);
   // Writes back every dirty slice and commits the metadata.
   Status Flush(bool durable);
-  // Commits size/times/extents already written back, without writing back.
+  // Commits size/times/extents already written back, without writing back
+  // (write-backs still in flight are committed by a later Commit/Flush).
   Status Commit();
-  // Drops all dirty state (the file was deleted).
+  // Drops all dirty state (the file was deleted), after waiting for the
+  // file's in-flight write-backs; their results and errors are dropped.
   void Discard();
 
   // Overrides of the stored attributes while open.
@@ -110,10 +159,32 @@ class FileData final {
     std::string data;  // slice bytes from its start; beyond data.size() are zeros
     uint64_t seq = 0;  // write order, for writing back the oldest first
   };
+  // A write-back handed to the pool and not yet applied.
+  struct InFlight {
+    std::shared_ptr<const std::string> data;
+    uint64_t gen = 0;  // newest write-back of the slice
+    uint64_t seq = 0;
+  };
+  // A finished write-back, waiting for the file's mutex to be applied.
+  struct Done {
+    uint64_t idx = 0;
+    uint64_t gen = 0;
+    Status status;  // not OK: the store failed and `id` is unset
+    SliceId id;
+  };
   // REQUIRES: mu_ held. The dirty buffer of slice `idx`, loading its stored
   // bytes first when `need_base`.
   Result<Dirty*> DirtyFor(uint64_t idx, bool need_base);
+  // REQUIRES: mu_ held. Stores slice idx's dirty buffer (asynchronously with
+  // a pool) and drops the buffer.
   Status WriteBackLocked(uint64_t idx);
+  // REQUIRES: mu_ held. Applies finished write-backs.
+  void ReapLocked();
+  // REQUIRES: mu_ held. Waits until no write-back of this file is in flight,
+  // applies them, and returns (and clears) the first error not yet reported.
+  Status WaitIdleLocked();
+  // REQUIRES: mu_ held. Returns and clears the pending write-back error.
+  Status TakeErrorLocked();
   Status CommitLocked(bool durable);
   // Moves inline content into a dirty slice 0 (the file outgrew kInlineMax).
   Status LeaveInlineLocked();
@@ -125,6 +196,7 @@ class FileData final {
   const uint64_t slice_size_;
   FileDataBackend* const backend_;
   const uint64_t dirty_max_;
+  WriteBackPool* const pool_;
 
   std::mutex mu_;
   uint64_t size_;
@@ -141,6 +213,14 @@ class FileData final {
   bool inline_dirty_ = false;
   int64_t mtime_ns_ = 0;
   int64_t ctime_ns_ = 0;
+  std::map<uint64_t, InFlight> inflight_;  // newest write-back of each slice
+  uint64_t gen_ = 0;
+  Status error_;  // first write-back failure not yet reported
+
+  std::mutex done_mu_;  // guards the members below (shared with pool threads)
+  std::condition_variable done_cv_;  // pending_ fell
+  std::vector<Done> done_;
+  size_t pending_ = 0;  // jobs submitted and not yet in done_
 };
 
 // An LRU of decoded slices keyed by address, bounded in bytes.

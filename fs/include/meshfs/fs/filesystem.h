@@ -253,6 +253,9 @@ class Filesystem final : private FileDataBackend {
   uint32_t slice_size_ = 0;
   SliceCache cache_;
   std::atomic<int64_t> dirty_total_{0};
+  // Write-back of full slices off the FUSE threads. Declared before nodes_:
+  // every FileData (which waits for its jobs) goes before the pool.
+  WriteBackPool writeback_{2, 4};
 
   std::mutex meta_mu_;  // guards meta_ (and every transaction)
   std::unique_ptr<MetadataStore> meta_;
