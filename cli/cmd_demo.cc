@@ -149,10 +149,25 @@ int RunDemo(std::string dir_arg, int duration) {
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
 
+  // The ports are kept in DIR/ports so that a demo restarted in the same
+  // DIR finds its peers where the volume's config says they are.
+  std::vector<uint16_t> ports;
+  {
+    std::ifstream pin(dir / "ports");
+    for (int p; ports.size() < 3 && pin >> p;) {
+      if (p > 0 && p < 65536) ports.push_back(static_cast<uint16_t>(p));
+    }
+  }
+  if (ports.size() != 3) {
+    ports = {FreePort(), FreePort(), FreePort()};
+    std::ofstream pout(dir / "ports");
+    pout << ports[0] << " " << ports[1] << " " << ports[2] << "\n";
+  }
+
   std::vector<Child> children;
   std::vector<std::string> addrs;
   for (int i = 0; i < 3; ++i) {
-    const uint16_t port = FreePort();
+    const uint16_t port = ports[i];
     const std::string addr = "127.0.0.1:" + std::to_string(port);
     const fsys::path data = dir / ("peer" + std::to_string(i + 1));
     fsys::create_directories(data);
