@@ -57,6 +57,22 @@ InodeRecord ReadInode(sqlite3_stmt* st) {
   return r;
 }
 
+// Binds parameters 1..11 in the column order shared by InsertInode and
+// UpdateInode: mode, uid, gid, nlink, size, atime, mtime, ctime, btime, rdev, gen.
+void BindInodeAttributes(sqlite3_stmt* st, const InodeRecord& r) {
+  sqlite3_bind_int64(st, 1, r.mode);
+  sqlite3_bind_int64(st, 2, r.uid);
+  sqlite3_bind_int64(st, 3, r.gid);
+  sqlite3_bind_int64(st, 4, ToI64(r.nlink));
+  sqlite3_bind_int64(st, 5, ToI64(r.size));
+  sqlite3_bind_int64(st, 6, r.atime_ns);
+  sqlite3_bind_int64(st, 7, r.mtime_ns);
+  sqlite3_bind_int64(st, 8, r.ctime_ns);
+  sqlite3_bind_int64(st, 9, r.btime_ns);
+  sqlite3_bind_int64(st, 10, ToI64(r.rdev));
+  sqlite3_bind_int64(st, 11, ToI64(r.gen));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const Options& options) {
@@ -261,17 +277,7 @@ Result<uint64_t> MetadataStore::InsertInode(const InodeRecord& r, std::string_vi
       sqlite3_stmt * st,
       Prep("INSERT INTO inodes(mode, uid, gid, nlink, size, atime_ns, mtime_ns, ctime_ns, "
            "btime_ns, rdev, gen, inline, target) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
-  sqlite3_bind_int64(st, 1, r.mode);
-  sqlite3_bind_int64(st, 2, r.uid);
-  sqlite3_bind_int64(st, 3, r.gid);
-  sqlite3_bind_int64(st, 4, ToI64(r.nlink));
-  sqlite3_bind_int64(st, 5, ToI64(r.size));
-  sqlite3_bind_int64(st, 6, r.atime_ns);
-  sqlite3_bind_int64(st, 7, r.mtime_ns);
-  sqlite3_bind_int64(st, 8, r.ctime_ns);
-  sqlite3_bind_int64(st, 9, r.btime_ns);
-  sqlite3_bind_int64(st, 10, ToI64(r.rdev));
-  sqlite3_bind_int64(st, 11, ToI64(r.gen));
+  BindInodeAttributes(st, r);
   if (S_ISREG(r.mode)) BindBlob(st, 12, "");  // a new regular file is inline (empty)
   if (S_ISLNK(r.mode)) BindBlob(st, 13, target);
   STEP_DONE(st, "insert inode");
@@ -283,17 +289,7 @@ Status MetadataStore::UpdateInode(const InodeRecord& r) {
       sqlite3_stmt * st,
       Prep("UPDATE inodes SET mode=?, uid=?, gid=?, nlink=?, size=?, atime_ns=?, mtime_ns=?, "
            "ctime_ns=?, btime_ns=?, rdev=?, gen=? WHERE ino=?"));
-  sqlite3_bind_int64(st, 1, r.mode);
-  sqlite3_bind_int64(st, 2, r.uid);
-  sqlite3_bind_int64(st, 3, r.gid);
-  sqlite3_bind_int64(st, 4, ToI64(r.nlink));
-  sqlite3_bind_int64(st, 5, ToI64(r.size));
-  sqlite3_bind_int64(st, 6, r.atime_ns);
-  sqlite3_bind_int64(st, 7, r.mtime_ns);
-  sqlite3_bind_int64(st, 8, r.ctime_ns);
-  sqlite3_bind_int64(st, 9, r.btime_ns);
-  sqlite3_bind_int64(st, 10, ToI64(r.rdev));
-  sqlite3_bind_int64(st, 11, ToI64(r.gen));
+  BindInodeAttributes(st, r);
   sqlite3_bind_int64(st, 12, ToI64(r.ino));
   STEP_DONE(st, "update inode");
   return Status::OK();
