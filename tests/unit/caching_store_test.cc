@@ -16,6 +16,7 @@
 #include "meshfs/core/replica_reporter.h"
 #include "testing/memory_store.h"
 #include "testing/slice_store_contract.h"
+#include "testing/temp_dir.h"
 
 namespace meshfs::cache {
 namespace {
@@ -24,22 +25,7 @@ namespace fs = std::filesystem;
 using meshfs::testing::FaultyStore;
 using meshfs::testing::MemoryStore;
 using meshfs::testing::RandomBlob;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "meshfs-cache-test-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using meshfs::testing::TempDir;
 
 CacheOptions SmallOptions(const fs::path& dir) {
   CacheOptions o;

@@ -23,12 +23,14 @@
 #include "meshfs/core/hex.h"
 #include "meshfs/net/members.h"
 #include "testing/slice_store_contract.h"
+#include "testing/temp_dir.h"
 
 namespace meshfs::net {
 namespace {
 
 namespace fs = std::filesystem;
 using meshfs::testing::RandomBlob;
+using meshfs::testing::TempDir;
 
 std::string MeshfsBinary() {
   if (const char* env = std::getenv("MESHFS_BIN"); env && *env) return env;
@@ -54,22 +56,6 @@ uint16_t FreePort() {
   close(s);
   return port;
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "meshfs-repl-test-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // One `meshfs node` child process; stopped (by PID) when destroyed.
 class NodeProcess {

@@ -10,27 +10,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include "testing/temp_dir.h"
 
 namespace meshfs::fs {
 namespace {
 
 namespace stdfs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (stdfs::temp_directory_path() / "meshfs-volume-test-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    stdfs::remove_all(path_, ec);
-  }
-  const stdfs::path& path() const { return path_; }
-
- private:
-  stdfs::path path_;
-};
+using meshfs::testing::TempDir;
 
 mode_t ModeOf(const stdfs::path& p) {
   struct stat st;
