@@ -262,7 +262,8 @@ class Daemon {
             {"misses", c.misses},
             {"memory_bytes", f.cache_bytes},
             {"memory_hits", f.cache_hits},
-            {"memory_misses", f.cache_misses}}},
+            {"memory_misses", f.cache_misses},
+            {"pushed_to_page_cache_bytes", f.pushed_bytes}}},
           {"peers", {{"configured", peers.size()}, {"reachable", reachable}, {"list", list}}},
       };
     });

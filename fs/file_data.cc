@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 
 namespace meshfs::fs {
 namespace {
@@ -124,9 +125,10 @@ Status FileData::LeaveInlineLocked() {
   return Status::OK();
 }
 
-Status FileData::Read(uint64_t off, uint64_t len, std::string* out) {
+Status FileData::Read(uint64_t off, uint64_t len, std::string* out,
+                      std::vector<std::pair<uint64_t, std::string>>* rest) {
   out->clear();
-  std::vector<std::pair<uint64_t, SliceId>> fetch;  // slice idx, address
+  std::vector<std::tuple<uint64_t, SliceId, uint64_t>> fetch;  // slice idx, address, length
   std::vector<SliceId> ahead;
   uint64_t end;
   {
@@ -148,7 +150,7 @@ Status FileData::Read(uint64_t off, uint64_t len, std::string* out) {
       } else if (idx == 0 && inline_) {
         src = &*inline_;
       } else if (auto e = extents_.find(idx); e != extents_.end()) {
-        fetch.emplace_back(idx, e->second.slice);
+        fetch.emplace_back(idx, e->second.slice, SliceLen(idx));
         continue;
       }
       if (src && lo < src->size()) {
@@ -168,7 +170,7 @@ Status FileData::Read(uint64_t off, uint64_t len, std::string* out) {
     last_read_end_ = end;
   }
   if (!ahead.empty()) backend_->Prefetch(ahead);
-  for (const auto& [idx, id] : fetch) {
+  for (const auto& [idx, id, slice_len] : fetch) {
     MESHFS_ASSIGN_OR_RETURN(std::string plain, backend_->LoadSlice(id));
     uint64_t s0 = idx * slice_size_;
     uint64_t lo = std::max(off, s0) - s0;
@@ -176,6 +178,17 @@ Status FileData::Read(uint64_t off, uint64_t len, std::string* out) {
     if (lo < plain.size()) {
       std::memcpy(out->data() + (s0 + lo - off), plain.data() + lo,
                   std::min<uint64_t>(hi, plain.size()) - lo);
+    }
+    if (rest == nullptr) continue;
+    // The parts of the slice before and after the read, whole pages only.
+    constexpr uint64_t kPage = 4096;
+    const uint64_t have = std::min<uint64_t>(plain.size(), slice_len);
+    const uint64_t before = lo / kPage * kPage;
+    const uint64_t after = (hi + kPage - 1) / kPage * kPage;
+    if (after < have) rest->emplace_back(s0 + after, plain.substr(after, have - after));
+    if (before > 0 && before <= have) {
+      plain.resize(before);
+      rest->emplace_back(s0, std::move(plain));
     }
   }
   return Status::OK();

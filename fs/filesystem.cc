@@ -22,7 +22,11 @@ namespace meshfs::fs {
 namespace {
 
 constexpr char kLog[] = "fs";
-constexpr int64_t kDayNs = 24LL * 3600 * 1'000'000'000;
+constexpr int64_t kHourNs = 3600LL * 1'000'000'000;
+constexpr int64_t kDayNs = 24 * kHourNs;
+
+// Whether a handle opened with `flags` may change the file's contents.
+bool IsWriting(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC); }
 constexpr uint64_t kMaxFileSize = (1ull << 62);
 
 bool ValidName(std::string_view name) {
@@ -337,6 +341,10 @@ int Filesystem::GetAttr(uint64_t ino, Attr* out) {
 int Filesystem::SetAttr(const Caller& /*c*/, uint64_t ino, const SetAttrRequest& req, Attr* out) {
   if (options_.read_only) return EROFS;
   const int64_t now = NowNs();
+  {
+    std::lock_guard<std::mutex> lock(table_mu_);
+    if (auto it = nodes_.find(ino); it != nodes_.end()) it->second.atime_checked_until_ns = 0;
+  }
   if (req.size) {
     if (*req.size > kMaxFileSize) return EFBIG;
     InodeRecord rec;
@@ -350,6 +358,11 @@ int Filesystem::SetAttr(const Caller& /*c*/, uint64_t ino, const SetAttrRequest&
     if (!S_ISREG(rec.mode)) return EINVAL;
     auto data = LoadData(ino);
     if (!data.ok()) return Err(data.status(), "truncate");
+    {
+      std::unique_lock<std::shared_mutex> push_lock(push_mu_);
+      std::lock_guard<std::mutex> lock(table_mu_);
+      ContentsChangingLocked(nodes_[ino]);
+    }
     Status st = (*data)->Truncate(*req.size);
     // A cut partial slice is a dirty buffer: write it back now, so the
     // FileData of a file nobody has open can be dropped.
@@ -799,7 +812,7 @@ int Filesystem::Create(const Caller& c, uint64_t parent, std::string_view name, 
 }
 
 int Filesystem::Open(const Caller& /*c*/, uint64_t ino, int flags, uint64_t* fh) {
-  const bool writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+  const bool writing = IsWriting(flags);
   InodeRecord rec;
   {
     std::lock_guard<std::mutex> lock(meta_mu_);
@@ -813,10 +826,17 @@ int Filesystem::Open(const Caller& /*c*/, uint64_t ino, int flags, uint64_t* fh)
   auto data = LoadData(ino);
   if (!data.ok()) return Err(data.status(), "open");
   {
+    // Pushes of this file's pages in progress finish before a writer starts.
+    std::unique_lock<std::shared_mutex> push_lock(push_mu_, std::defer_lock);
+    if (writing) push_lock.lock();
     std::lock_guard<std::mutex> lock(table_mu_);
     Node& node = nodes_[ino];
     if (!node.data) node.data = *data;
     node.nopen++;
+    if (writing) {
+      node.writers++;
+      ContentsChangingLocked(node);
+    }
     *fh = next_fh_++;
     handles_[*fh] = Handle{ino, flags, false};
   }
@@ -833,29 +853,69 @@ int Filesystem::Open(const Caller& /*c*/, uint64_t ino, int flags, uint64_t* fh)
 }
 
 int Filesystem::Read(uint64_t ino, uint64_t /*fh*/, uint64_t off, uint64_t len,
-                     std::string* out) {
-  auto data = DataOf(ino);
-  if (!data) return EBADF;
-  Status st = data->Read(off, len, out);
+                     std::string* out, std::vector<PagePush>* push) {
+  std::shared_ptr<FileData> data;
+  uint64_t gen = 0;
+  bool check_atime = false;
+  const int64_t now = NowNs();
+  {
+    std::lock_guard<std::mutex> lock(table_mu_);
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end() || !it->second.data) return EBADF;
+    data = it->second.data;
+    if (it->second.data_gen == 0) it->second.data_gen = ++next_gen_;  // new in the table
+    gen = it->second.data_gen;
+    if (it->second.writers > 0) push = nullptr;  // the kernel's pages may be newer
+    check_atime = !options_.read_only && now >= it->second.atime_checked_until_ns;
+  }
+  std::vector<std::pair<uint64_t, std::string>> rest;
+  Status st = data->Read(off, len, out, push ? &rest : nullptr);
   if (!st.ok()) return Err(st, "read");
-  if (options_.read_only) return 0;
+  for (auto& [at, bytes] : rest) push->push_back(PagePush{at, std::move(bytes), gen});
+  if (!check_atime) return 0;
   // relatime: update atime when it is older than mtime/ctime or a day old.
+  // Once checked, reads skip this until a write or an hour later.
   // (The file's own lock is taken before, never under, the metadata lock.)
   auto [pm, pc] = data->pending_times();
-  std::lock_guard<std::mutex> lock(meta_mu_);
-  auto rec = meta_->GetInode(ino);
-  if (!rec.ok()) return 0;
-  const int64_t now = NowNs();
-  int64_t mtime = pm ? pm : rec->mtime_ns, ctime = pc ? pc : rec->ctime_ns;
-  if (rec->atime_ns <= mtime || rec->atime_ns <= ctime || now - rec->atime_ns > kDayNs) {
-    InodeRecord r = *rec;
-    r.atime_ns = now;
-    if (meta_->Begin().ok()) {
-      if (meta_->UpdateInode(r).ok()) (void)meta_->Commit();
-      else meta_->Rollback();
+  {
+    std::lock_guard<std::mutex> lock(meta_mu_);
+    auto rec = meta_->GetInode(ino);
+    if (!rec.ok()) return 0;
+    int64_t mtime = pm ? pm : rec->mtime_ns, ctime = pc ? pc : rec->ctime_ns;
+    if (rec->atime_ns <= mtime || rec->atime_ns <= ctime || now - rec->atime_ns > kDayNs) {
+      InodeRecord r = *rec;
+      r.atime_ns = now;
+      if (!meta_->Begin().ok()) return 0;
+      if (!meta_->UpdateInode(r).ok() || !meta_->Commit().ok()) {
+        meta_->Rollback();
+        return 0;
+      }
     }
   }
+  std::lock_guard<std::mutex> lock(table_mu_);
+  auto it = nodes_.find(ino);
+  if (it != nodes_.end() && it->second.data_gen == gen) {
+    it->second.atime_checked_until_ns = now + kHourNs;
+  }
   return 0;
+}
+
+void Filesystem::PushPages(uint64_t ino, const PagePush& p, const std::function<void()>& store) {
+  std::shared_lock<std::shared_mutex> push_lock(push_mu_);
+  {
+    std::lock_guard<std::mutex> lock(table_mu_);
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end() || it->second.writers > 0 || it->second.data_gen != p.generation) {
+      return;
+    }
+  }
+  store();
+  pushed_bytes_.fetch_add(p.data.size(), std::memory_order_relaxed);
+}
+
+void Filesystem::ContentsChangingLocked(Node& node) {
+  node.data_gen = ++next_gen_;
+  node.atime_checked_until_ns = 0;
 }
 
 int Filesystem::Write(const Caller& c, uint64_t ino, uint64_t fh, uint64_t off,
@@ -873,6 +933,7 @@ int Filesystem::Write(const Caller& c, uint64_t ino, uint64_t fh, uint64_t off,
     if (it != nodes_.end()) fd = it->second.data;
     first = !h->second.privs_checked;
     h->second.privs_checked = true;
+    if (it != nodes_.end()) it->second.atime_checked_until_ns = 0;
   }
   if (!fd) return EBADF;
   if (off + data.size() > kMaxFileSize || off + data.size() < off) return EFBIG;
@@ -936,9 +997,13 @@ int Filesystem::Release(uint64_t ino, uint64_t fh) {
   std::shared_ptr<FileData> data;
   {
     std::lock_guard<std::mutex> lock(table_mu_);
-    if (handles_.erase(fh) == 0) return EBADF;
+    auto h = handles_.find(fh);
+    if (h == handles_.end()) return EBADF;
+    const bool writer = IsWriting(h->second.flags);
+    handles_.erase(h);
     auto it = nodes_.find(ino);
     if (it == nodes_.end()) return 0;
+    if (writer && it->second.writers > 0) it->second.writers--;
     data = it->second.data;
   }
   int e = 0;
@@ -1189,6 +1254,7 @@ FsStats Filesystem::Stats() {
   s.cache_bytes = cache_.bytes();
   s.cache_hits = cache_.hits();
   s.cache_misses = cache_.misses();
+  s.pushed_bytes = pushed_bytes_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -271,9 +271,17 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   Guard(req, "read", [&] {
     std::string out;
-    int e = Fs(req)->Read(ino, fi->fh, static_cast<uint64_t>(off), size, &out);
-    if (e != 0) fuse_reply_err(req, e);
-    else fuse_reply_buf(req, out.data(), out.size());
+    std::vector<PagePush> push;
+    FuseServer* server = Server(req);
+    int e = Fs(req)->Read(ino, fi->fh, static_cast<uint64_t>(off), size, &out,
+                          server->settings().push_pages ? &push : nullptr);
+    if (e != 0) {
+      fuse_reply_err(req, e);
+      return;
+    }
+    fuse_reply_buf(req, out.data(), out.size());
+    // After the reply, so that the kernel has unlocked the pages it asked for.
+    for (const PagePush& p : push) server->PushPages(ino, p);
   });
 }
 
@@ -545,6 +553,18 @@ Status FuseServer::Loop() {
     return Status::IOError("FUSE session failed: " + std::string(std::strerror(rc < 0 ? -rc : rc)));
   }
   return Status::OK();
+}
+
+void FuseServer::PushPages(uint64_t ino, const PagePush& p) {
+  fs_->PushPages(ino, p, [&] {
+    fuse_bufvec buf = FUSE_BUFVEC_INIT(p.data.size());
+    buf.buf[0].mem = const_cast<char*>(p.data.data());
+    const int rc = fuse_lowlevel_notify_store(se_, ino, static_cast<off_t>(p.off), &buf,
+                                              static_cast<fuse_buf_copy_flags>(0));
+    if (rc != 0 && rc != -ENOENT) {
+      LogDebug("fuse", "page cache store refused: " + std::string(std::strerror(-rc)));
+    }
+  });
 }
 
 void FuseServer::Exit() {

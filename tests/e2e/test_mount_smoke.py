@@ -7,6 +7,7 @@ missing mountpoint with a clear message and the contract's exit codes.
 """
 import errno
 import hashlib
+import json
 import os
 import subprocess
 
@@ -153,3 +154,62 @@ def test_daemon_mode_and_read_only(mounted, tmp_path):
         assert not harness.is_mounted(mp)
     finally:
         harness.force_unmount(mp)
+
+
+def drop_page_cache():
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def pushed_bytes(m):
+    p = harness.run(["status", str(m.mountpoint), "--json"])
+    return json.loads(p.stdout)["cache"]["pushed_to_page_cache_bytes"]
+
+
+def test_random_reads_fill_the_page_cache_and_writers_win(mounted):
+    """A short read of a stored slice hands the rest of the slice to the
+    kernel's page cache; what the kernel then serves without asking is the
+    file's contents, and a writer or a truncate is never overwritten by it."""
+    m = mounted()
+    size = 3 * (1 << 20) + 5000
+    data = payload(size, 42)
+    path = m.mountpoint / "big.bin"
+    path.write_bytes(data)
+    assert m.unmount() == 0, m.describe()
+    drop_page_cache()
+    m = mounted(nodes=m.nodes, volume=m.volume)
+    path = m.mountpoint / "big.bin"
+    offsets = [5 * 4096 + 17, (1 << 20) + 300 * 4096, 2 * (1 << 20) + 4096, size - 100]
+    with open(path, "rb", buffering=0) as f:
+        for off in offsets:
+            assert os.pread(f.fileno(), 4096, off) == data[off:off + 4096], off
+    assert pushed_bytes(m) >= 2 * (1 << 20), m.describe()
+    # Every byte, served now mostly from the pushed pages.
+    assert path.read_bytes() == data
+    assert os.stat(path).st_size == size
+
+    # A writer: the new bytes win over pages pushed before.
+    with open(path, "r+b", buffering=0) as f:
+        f.seek((1 << 20) + 8192)
+        f.write(b"N" * 10000)
+    data = data[:(1 << 20) + 8192] + b"N" * 10000 + data[(1 << 20) + 8192 + 10000:]
+    with open(path, "rb", buffering=0) as f:
+        for off in [0, (1 << 20), (1 << 20) + 8192, 2 * (1 << 20)]:
+            assert os.pread(f.fileno(), 20000, off) == data[off:off + 20000], off
+
+    # A truncate: no stale page brings the old length back.
+    os.truncate(path, (1 << 20) + 10)
+    with open(path, "rb", buffering=0) as f:
+        assert os.pread(f.fileno(), 4096, 2 * (1 << 20)) == b""
+    assert os.stat(path).st_size == (1 << 20) + 10
+    assert path.read_bytes() == data[:(1 << 20) + 10]
+
+    # And the same after a remount, from the peers' copies.
+    assert m.unmount() == 0, m.describe()
+    drop_page_cache()
+    m = mounted(nodes=m.nodes, volume=m.volume)
+    got = m.mountpoint / "big.bin"
+    with open(got, "rb", buffering=0) as f:
+        assert os.pread(f.fileno(), 100, 4096) == data[4096:4196]
+    assert got.read_bytes() == data[:(1 << 20) + 10]
+    assert m.unexpected_errors() == []

@@ -126,7 +126,11 @@ class FileData final {
   FileData& operator=(const FileData&) = delete;
 
   // Reads up to `len` bytes at `off` (fewer at end of file) into `out`.
-  Status Read(uint64_t off, uint64_t len, std::string* out);
+  // With `rest`: for each stored slice loaded for this read that the read
+  // does not cover whole, the page-aligned parts of it the read left out
+  // (offset in the file, bytes), cut at the end of the file.
+  Status Read(uint64_t off, uint64_t len, std::string* out,
+              std::vector<std::pair<uint64_t, std::string>>* rest = nullptr);
   // Writes `data` at `off` (at the end of the file when `append`), growing
   // the file as needed. Sets *at to the offset written, if given.
   Status Write(uint64_t off, std::string_view data, bool append = false, uint64_t* at = nullptr);

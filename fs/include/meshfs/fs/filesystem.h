@@ -31,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -101,6 +102,7 @@ struct FsStats {
   uint64_t cache_bytes = 0;
   uint64_t cache_hits = 0;
   uint64_t cache_misses = 0;
+  uint64_t pushed_bytes = 0;  // handed to the kernel's page cache (PushPages)
 };
 
 inline constexpr size_t kNameMax = 255;
@@ -112,6 +114,14 @@ inline constexpr size_t kXattrSizeMax = 64 * 1024;
 // Returns false when the caller's buffer is full (the entry is not taken and,
 // for readdirplus, its lookup count is not raised).
 using DirFiller = std::function<bool(std::string_view name, const Attr& attr, uint64_t next)>;
+
+// Contents of a regular file at `off`, read at data generation `generation`
+// (see Filesystem::Read / PushPages).
+struct PagePush {
+  uint64_t off = 0;
+  std::string data;
+  uint64_t generation = 0;
+};
 
 class Filesystem final : private FileDataBackend {
  public:
@@ -167,7 +177,16 @@ class Filesystem final : private FileDataBackend {
   int Create(const Caller& c, uint64_t parent, std::string_view name, uint32_t mode, int flags,
              Attr* out, uint64_t* fh);
   int Open(const Caller& c, uint64_t ino, int flags, uint64_t* fh);
-  int Read(uint64_t ino, uint64_t fh, uint64_t off, uint64_t len, std::string* out);
+  // With `push`: the rest of each slice decoded for a short read, which the
+  // caller may hand to the kernel's page cache with PushPages() so that the
+  // next reads of that slice need no request (random reads of a large file).
+  int Read(uint64_t ino, uint64_t fh, uint64_t off, uint64_t len, std::string* out,
+           std::vector<PagePush>* push = nullptr);
+  // Runs `store` (which puts `p` into the kernel's page cache) unless the
+  // file may have changed since `p` was read: opened for writing, truncated.
+  // Opening for writing waits for a `store` in progress, so the kernel never
+  // gets old contents over pages a writer has dirtied.
+  void PushPages(uint64_t ino, const PagePush& p, const std::function<void()>& store);
   // Writes all of `data` (O_APPEND handles write at end of file); sets
   // *written. Clears setuid/setgid when a non-root caller writes.
   int Write(const Caller& c, uint64_t ino, uint64_t fh, uint64_t off, std::string_view data,
@@ -211,6 +230,10 @@ class Filesystem final : private FileDataBackend {
   struct Node {
     uint64_t nlookup = 0;
     int nopen = 0;
+    int writers = 0;        // open handles that may write
+    uint64_t data_gen = 0;  // changes whenever the contents may change
+    // Reads skip the relatime check until then (0: check); writes reset it.
+    int64_t atime_checked_until_ns = 0;
     std::shared_ptr<FileData> data;
   };
   struct Handle {
@@ -241,6 +264,10 @@ class Filesystem final : private FileDataBackend {
   std::shared_ptr<FileData> DataOf(uint64_t ino);
   // FileData of `ino` for an operation without an open handle (truncate).
   Result<std::shared_ptr<FileData>> LoadData(uint64_t ino);
+  // The contents of `node` are about to change: pages read before must not
+  // reach the kernel any more. REQUIRES: table_mu_ held (and push_mu_
+  // exclusively, so that no push is in progress).
+  void ContentsChangingLocked(Node& node);
   // Deletes the inode if it is an orphan nobody has open.
   void MaybeReap(uint64_t ino);
   int Err(const Status& s, std::string_view what);
@@ -253,6 +280,7 @@ class Filesystem final : private FileDataBackend {
   uint32_t slice_size_ = 0;
   SliceCache cache_;
   std::atomic<int64_t> dirty_total_{0};
+  std::atomic<uint64_t> pushed_bytes_{0};
   // Write-back of full slices off the FUSE threads. Declared before nodes_:
   // every FileData (which waits for its jobs) goes before the pool.
   WriteBackPool writeback_{2, 4};
@@ -260,7 +288,11 @@ class Filesystem final : private FileDataBackend {
   std::mutex meta_mu_;  // guards meta_ (and every transaction)
   std::unique_ptr<MetadataStore> meta_;
 
-  std::mutex table_mu_;  // leaf lock: guards nodes_, handles_, next_fh_
+  // Held shared while contents go to the kernel's page cache, exclusively
+  // while a file's contents start changing. Taken before any other lock.
+  std::shared_mutex push_mu_;
+  std::mutex table_mu_;  // leaf lock: guards nodes_, handles_, next_fh_, next_gen_
+  uint64_t next_gen_ = 0;
   std::unordered_map<uint64_t, Node> nodes_;
   std::unordered_map<uint64_t, Handle> handles_;
   uint64_t next_fh_ = 1;

@@ -37,6 +37,9 @@ struct FuseSettings {
   bool read_only = false;
   unsigned max_write = 1u << 20;
   unsigned max_threads = 16;
+  // Hand the rest of a slice decoded for a short read to the kernel's page
+  // cache (FUSE notify_store), so random reads cost one decode per slice.
+  bool push_pages = true;
   // Called once when the kernel ends the session (unmount), on a worker thread.
   std::function<void()> on_destroy;
 };
@@ -60,6 +63,11 @@ class FuseServer final {
   void Exit();
   // Detaches the mount (lazily) if it is still attached. After Loop().
   void Unmount();
+
+  // Stores `p` in the kernel's page cache for inode `ino` if the file has
+  // not changed since it was read (Filesystem::PushPages). Not from a
+  // handler before its reply.
+  void PushPages(uint64_t ino, const PagePush& p);
 
   Filesystem* fs() const { return fs_; }
   const FuseSettings& settings() const { return settings_; }
