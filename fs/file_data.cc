@@ -102,7 +102,8 @@ Result<FileData::Dirty*> FileData::DirtyFor(uint64_t idx, bool need_base) {
     } else if (auto f = inflight_.find(idx); f != inflight_.end()) {
       d.data = *f->second.data;  // newer than the extent, which may be pending
     } else if (auto e = extents_.find(idx); e != extents_.end()) {
-      MESHFS_ASSIGN_OR_RETURN(d.data, backend_->LoadSlice(e->second.slice));
+      MESHFS_ASSIGN_OR_RETURN(SliceBytes base, backend_->LoadSlice(e->second.slice));
+      d.data = *base;
     }
     if (d.data.size() > SliceLen(idx)) d.data.resize(SliceLen(idx));
   }
@@ -171,7 +172,8 @@ Status FileData::Read(uint64_t off, uint64_t len, std::string* out,
   }
   if (!ahead.empty()) backend_->Prefetch(ahead);
   for (const auto& [idx, id, slice_len] : fetch) {
-    MESHFS_ASSIGN_OR_RETURN(std::string plain, backend_->LoadSlice(id));
+    MESHFS_ASSIGN_OR_RETURN(SliceBytes bytes, backend_->LoadSlice(id));
+    const std::string& plain = *bytes;
     uint64_t s0 = idx * slice_size_;
     uint64_t lo = std::max(off, s0) - s0;
     uint64_t hi = std::min(end, s0 + slice_size_) - s0;
@@ -186,10 +188,7 @@ Status FileData::Read(uint64_t off, uint64_t len, std::string* out,
     const uint64_t before = lo / kPage * kPage;
     const uint64_t after = (hi + kPage - 1) / kPage * kPage;
     if (after < have) rest->emplace_back(s0 + after, plain.substr(after, have - after));
-    if (before > 0 && before <= have) {
-      plain.resize(before);
-      rest->emplace_back(s0, std::move(plain));
-    }
+    if (before > 0 && before <= have) rest->emplace_back(s0, plain.substr(0, before));
   }
   return Status::OK();
 }
@@ -499,31 +498,31 @@ std::optional<uint64_t> FileData::Seek(uint64_t off, bool data) {
   return std::min(std::max(off, idx * slice_size_), size_);
 }
 
-std::optional<std::string> SliceCache::Get(const SliceId& id) {
+SliceBytes SliceCache::Get(const SliceId& id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = index_.find(id);
   if (it == index_.end()) {
     misses_.fetch_add(1);
-    return std::nullopt;
+    return nullptr;
   }
   hits_.fetch_add(1);
   lru_.splice(lru_.begin(), lru_, it->second);
   return it->second->second;
 }
 
-void SliceCache::Put(const SliceId& id, std::string plaintext) {
+void SliceCache::Put(const SliceId& id, SliceBytes plaintext) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (plaintext.size() > max_bytes_) return;
+  if (plaintext == nullptr || plaintext->size() > max_bytes_) return;
   auto it = index_.find(id);
   if (it != index_.end()) {
     lru_.splice(lru_.begin(), lru_, it->second);
     return;
   }
-  bytes_ += plaintext.size();
+  bytes_ += plaintext->size();
   lru_.emplace_front(id, std::move(plaintext));
   index_[id] = lru_.begin();
   while (bytes_ > max_bytes_ && !lru_.empty()) {
-    bytes_ -= lru_.back().second.size();
+    bytes_ -= lru_.back().second->size();
     index_.erase(lru_.back().first);
     lru_.pop_back();
   }

@@ -143,18 +143,23 @@ int Filesystem::Err(const Status& s, std::string_view what) {
 
 // ---------------------------------------------------------------- backend
 
-Result<std::string> Filesystem::LoadSlice(const SliceId& id) {
-  if (auto hit = cache_.Get(id)) return std::move(*hit);
+Result<SliceBytes> Filesystem::LoadSlice(const SliceId& id) {
+  if (SliceBytes hit = cache_.Get(id)) return hit;
   MESHFS_ASSIGN_OR_RETURN(std::string blob, store_->Get(id));
-  MESHFS_ASSIGN_OR_RETURN(std::string plain, codec_->Decode(id, blob));
-  cache_.Put(id, plain);
-  return plain;
+  // A store's Get returns only bytes that hash to `id`.
+  MESHFS_ASSIGN_OR_RETURN(std::string plain,
+                          codec_->Decode(id, blob, /*address_verified=*/true));
+  auto shared = std::make_shared<const std::string>(std::move(plain));
+  cache_.Put(id, shared);
+  return shared;
 }
 
 Result<SliceId> Filesystem::StoreSlice(std::string_view plaintext) {
   MESHFS_ASSIGN_OR_RETURN(EncodedSlice enc, codec_->Encode(plaintext));
   MESHFS_RETURN_IF_ERROR(store_->Put(enc.id, enc.blob));
-  cache_.Put(enc.id, std::string(plaintext));
+  // Not put in the plaintext cache: what was just written is in the
+  // kernel's page cache, and streaming writes would only evict what reads
+  // need from it.
   return enc.id;
 }
 

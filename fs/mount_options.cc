@@ -146,7 +146,7 @@ std::string MountOptionsHelp() {
                       in the background either way
   dirty_max=SIZE      unwritten data kept in memory, per open file and in
                       total (default 64M)
-  memory_cache=SIZE   in-memory cache of decrypted slices (default 128M)
+  memory_cache=SIZE   in-memory cache of decrypted slices (default 64M)
   attr_timeout=S, entry_timeout=S
                       how long the kernel caches attributes/names (default 1)
   no_writeback_cache  disable the kernel's write-back cache

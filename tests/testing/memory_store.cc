@@ -13,6 +13,8 @@ Result<std::string> MemoryStore::Get(const SliceId& id) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = blobs_.find(id);
   if (it == blobs_.end()) return Status::NotFound("slice " + id.ToHex());
+  // Like every real store, never hands out bytes that fail their address.
+  if (!id.Matches(it->second)) return Status::Corruption("slice " + id.ToHex() + " is damaged");
   return it->second;
 }
 

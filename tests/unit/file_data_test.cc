@@ -25,11 +25,11 @@ constexpr uint32_t kSlice = 64 * 1024;
 
 class RecordingBackend final : public FileDataBackend {
  public:
-  Result<std::string> LoadSlice(const SliceId& id) override {
+  Result<SliceBytes> LoadSlice(const SliceId& id) override {
     ++loads;
     auto it = blobs.find(id);
     if (it == blobs.end()) return Status::NotFound("no slice");
-    return it->second;
+    return std::make_shared<const std::string>(it->second);
   }
   Result<SliceId> StoreSlice(std::string_view plaintext) override {
     if (fail) return Status::Unavailable("injected");
@@ -197,7 +197,10 @@ TEST(FileData, SequentialReadsPrefetchAhead) {
 class StoreBackend final : public FileDataBackend {
  public:
   StoreBackend() : faulty(&memory) {}
-  Result<std::string> LoadSlice(const SliceId& id) override { return faulty.Get(id); }
+  Result<SliceBytes> LoadSlice(const SliceId& id) override {
+    MESHFS_ASSIGN_OR_RETURN(std::string bytes, faulty.Get(id));
+    return std::make_shared<const std::string>(std::move(bytes));
+  }
   Result<SliceId> StoreSlice(std::string_view plaintext) override {
     {
       std::unique_lock<std::mutex> lock(mu);
@@ -452,14 +455,16 @@ TEST(FileDataAsync, ConcurrentWritersShareTheBoundedPool) {
 TEST(SliceCache, EvictsLeastRecentlyUsed) {
   SliceCache c(10);
   SliceId a = SliceId::ForBlob("a"), b = SliceId::ForBlob("b"), d = SliceId::ForBlob("d");
-  c.Put(a, "aaaa");
-  c.Put(b, "bbbb");
-  EXPECT_TRUE(c.Get(a).has_value());  // a is now the most recent
-  c.Put(d, "dddd");                   // 12 bytes > 10: b goes
-  EXPECT_FALSE(c.Get(b).has_value());
-  EXPECT_EQ(c.Get(a), std::optional<std::string>("aaaa"));
+  auto bytes = [](const char* s) { return std::make_shared<const std::string>(s); };
+  c.Put(a, bytes("aaaa"));
+  c.Put(b, bytes("bbbb"));
+  EXPECT_NE(c.Get(a), nullptr);  // a is now the most recent
+  c.Put(d, bytes("dddd"));       // 12 bytes > 10: b goes
+  EXPECT_EQ(c.Get(b), nullptr);
+  ASSERT_NE(c.Get(a), nullptr);
+  EXPECT_EQ(*c.Get(a), "aaaa");
   EXPECT_EQ(c.bytes(), 8u);
-  EXPECT_EQ(c.hits(), 2u);
+  EXPECT_EQ(c.hits(), 3u);
   EXPECT_EQ(c.misses(), 1u);
 }
 

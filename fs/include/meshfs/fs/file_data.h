@@ -69,11 +69,14 @@ struct FileCommit {
 };
 
 // The services FileData needs (implemented by fs::Filesystem).
+// Decoded slice contents, shared between the plaintext cache and readers.
+using SliceBytes = std::shared_ptr<const std::string>;
+
 class FileDataBackend {
  public:
   virtual ~FileDataBackend() = default;
   // The plaintext of a stored slice (cache, then store + decode).
-  virtual Result<std::string> LoadSlice(const SliceId& id) = 0;
+  virtual Result<SliceBytes> LoadSlice(const SliceId& id) = 0;
   // Encodes and stores `plaintext`; returns its address.
   virtual Result<SliceId> StoreSlice(std::string_view plaintext) = 0;
   virtual Status CommitFile(uint64_t ino, const FileCommit& commit) = 0;
@@ -234,15 +237,16 @@ class SliceCache final {
   SliceCache(const SliceCache&) = delete;
   SliceCache& operator=(const SliceCache&) = delete;
 
-  std::optional<std::string> Get(const SliceId& id);
-  void Put(const SliceId& id, std::string plaintext);
+  // The cached bytes, shared (no copy), or null.
+  SliceBytes Get(const SliceId& id);
+  void Put(const SliceId& id, SliceBytes plaintext);
   void Clear();
   uint64_t bytes();
   uint64_t hits() const { return hits_.load(); }
   uint64_t misses() const { return misses_.load(); }
 
  private:
-  using Entry = std::pair<SliceId, std::string>;
+  using Entry = std::pair<SliceId, SliceBytes>;
   const uint64_t max_bytes_;
   std::mutex mu_;
   std::list<Entry> lru_;  // front = most recent

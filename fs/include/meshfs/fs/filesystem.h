@@ -245,7 +245,7 @@ class Filesystem final : private FileDataBackend {
   explicit Filesystem(const Options& options);
 
   // FileDataBackend.
-  Result<std::string> LoadSlice(const SliceId& id) override;
+  Result<SliceBytes> LoadSlice(const SliceId& id) override;
   Result<SliceId> StoreSlice(std::string_view plaintext) override;
   Status CommitFile(uint64_t ino, const FileCommit& commit) override;
   void Prefetch(const std::vector<SliceId>& ids) override;
