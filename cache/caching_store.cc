@@ -264,6 +264,7 @@ class CachingStore::Impl {
       if (stopping_) return Status::Aborted("cache is shutting down");
       reserved_bytes_ += size;
       seq = ++seq_;
+      last_put_ms_ = NowMs();
     }
     Status s = InsertDurable(id, blob, seq);
     {
@@ -357,6 +358,12 @@ class CachingStore::Impl {
     const auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeout_ms);
     auto next_progress = SteadyClock::now() + std::chrono::seconds(1);
     std::unique_lock<std::mutex> l(mu_);
+    ++upload_waiters_;  // uploads stop yielding to the writer
+    work_cv_.notify_all();
+    struct Leave {
+      int& n;
+      ~Leave() { --n; }
+    } leave{upload_waiters_};
     while (!pending_.empty() || reserved_bytes_ > 0) {
       if (stopping_) return Status::Aborted("cache is shutting down");
       const auto now = SteadyClock::now();
@@ -710,6 +717,10 @@ class CachingStore::Impl {
         work_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(1, next_wake - now)));
         continue;
       }
+      if (const int64_t wait = YieldToWriterMsLocked(now); wait > 0) {
+        work_cv_.wait_for(l, std::chrono::milliseconds(wait));
+        continue;
+      }
       const SliceId id = ready_.front();
       ready_.pop_front();
       auto it = pending_.find(id);
@@ -735,6 +746,17 @@ class CachingStore::Impl {
       }
     }
     return ReadLocal(id);
+  }
+
+  // How long an upload worker should wait because the mount is writing
+  // (0: upload now). REQUIRES: mu_ held.
+  int64_t YieldToWriterMsLocked(int64_t now) const {
+    if (options_.durability != Durability::kLocal || options_.writer_idle_ms <= 0) return 0;
+    if (upload_waiters_ > 0 || stopping_) return 0;
+    const uint64_t limit = options_.yield_bytes ? options_.yield_bytes : options_.max_bytes / 2;
+    if (pending_bytes_ > limit) return 0;
+    const int64_t idle_at = last_put_ms_ + options_.writer_idle_ms;
+    return idle_at > now ? idle_at - now : 0;
   }
 
   void UploadOne(const SliceId& id) {
@@ -923,6 +945,8 @@ class CachingStore::Impl {
   std::deque<SliceId> ready_;
   std::multimap<int64_t, SliceId> delayed_;
   std::unordered_map<SliceId, int64_t> touches_;
+  int64_t last_put_ms_ = 0;  // steady clock, of the last Put that queued a blob
+  int upload_waiters_ = 0;   // callers in WaitUploaded
   std::unordered_map<SliceId, std::string> handoff_;  // queued blobs, in memory
   uint64_t handoff_bytes_ = 0;
   uint64_t upload_errors_ = 0, uploaded_ = 0;

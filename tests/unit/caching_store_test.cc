@@ -115,6 +115,43 @@ TEST_F(CachingStoreTest, PutIsLocalFirstThenUploadedInBackground) {
   EXPECT_EQ(st.last_upload_error, "");
 }
 
+// Uploads wait while the mount writes (durability=local), start once it
+// pauses, and do not wait past the byte bound or when someone waits for them.
+TEST_F(CachingStoreTest, UploadsYieldToABusyWriterWithinBounds) {
+  CacheOptions o = SmallOptions(dir_.path());
+  o.writer_idle_ms = 400;
+  o.yield_bytes = 50000;
+  auto cache = OpenCache(o, &mem_);
+  auto put = [&](uint32_t seed) {
+    const std::string b = RandomBlob(20000, seed);
+    ASSERT_TRUE(cache->Put(SliceId::ForBlob(b), b).ok());
+  };
+  put(1);
+  put(2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_EQ(mem_.size(), 0u) << "uploaded while the writer was busy";
+  put(3);  // 60000 queued bytes > 50000: no more waiting
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  EXPECT_EQ(mem_.size(), 3u);
+
+  // Below the bound, a pause of the writer starts the uploads by itself.
+  put(4);
+  const auto start = std::chrono::steady_clock::now();
+  while (mem_.size() < 4 && std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(mem_.size(), 4u);
+  EXPECT_GE(took, std::chrono::milliseconds(300)) << "did not wait for the writer to pause";
+
+  // WaitUploaded (sync, unmount) does not wait for a pause.
+  put(5);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(300));
+  EXPECT_EQ(mem_.size(), 5u);
+}
+
 TEST_F(CachingStoreTest, QueuedUploadsSurviveReopenAndResume) {
   faulty_.FailWith(Code::kUnavailable);
   std::vector<std::string> blobs;

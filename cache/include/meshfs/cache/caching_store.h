@@ -43,6 +43,13 @@ struct CacheOptions {
   int64_t retry_max_ms = 30'000;
   // kNetwork: Flush() gives up with TimedOut after this long (peers offline).
   int64_t network_flush_timeout_ms = 120'000;
+  // kLocal only: while the mount is writing (a Put in the last
+  // writer_idle_ms), uploads wait for it to pause, until more than
+  // yield_bytes are queued (0: max_bytes / 2) or WaitUploaded is called, so
+  // a burst of writes is acknowledged at local speed and replicated right
+  // after. 0 ms: uploads never wait.
+  int64_t writer_idle_ms = 300;
+  uint64_t yield_bytes = 0;
 };
 
 struct CacheStats {
