@@ -22,6 +22,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -47,6 +48,8 @@ constexpr size_t kTouchBatch = 1024;
 // Blobs just queued are handed to the upload workers in memory up to this
 // many bytes, so that an upload does not read back what was just written.
 constexpr uint64_t kHandoffMaxBytes = 32ull << 20;
+// Blobs fetched from the peers wait for the cache filler up to this many bytes.
+constexpr uint64_t kFillMaxBytes = 16ull << 20;
 constexpr const char* kComponent = "cache";
 // A file of this size beside the database is given back when the disk is
 // full, so that uploads can still be recorded and the queue can drain.
@@ -209,6 +212,7 @@ class CachingStore::Impl {
     const int threads = std::max(1, options_.upload_threads);
     for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
     housekeeper_ = std::thread([this] { HousekeeperLoop(); });
+    filler_ = std::thread([this] { FillerLoop(); });
     return Status::OK();
   }
 
@@ -222,8 +226,10 @@ class CachingStore::Impl {
     space_cv_.notify_all();
     done_cv_.notify_all();
     housekeeper_cv_.notify_all();
+    fill_cv_.notify_all();
     for (auto& t : workers_) t.join();
     if (housekeeper_.joinable()) housekeeper_.join();
+    if (filler_.joinable()) filler_.join();
     std::lock_guard<std::mutex> w(write_mu_);
     if (writer_) (void)FlushTouchesLocked();
   }
@@ -278,6 +284,14 @@ class CachingStore::Impl {
   Result<std::string> Get(const SliceId& id) {
     bool damaged = false;
     {
+      // Fetched a moment ago and not yet written to the database.
+      std::lock_guard<std::mutex> l(mu_);
+      if (auto f = fill_.find(id); f != fill_.end()) {
+        hits_.fetch_add(1, std::memory_order_relaxed);
+        return *f->second;
+      }
+    }
+    {
       auto local = ReadLocal(id);
       if (!local.ok()) return local.status();
       if (local->has_value()) {
@@ -309,7 +323,7 @@ class CachingStore::Impl {
       Status s = DropLocal(id);
       if (!s.ok()) LogWarn(kComponent, "cannot drop damaged cached slice: " + s.ToString());
     }
-    InsertUploaded(id, *remote);
+    QueueFill(id, *remote);
     return remote;
   }
 
@@ -400,6 +414,9 @@ class CachingStore::Impl {
       std::lock_guard<std::mutex> l(mu_);
       cached_bytes_ = pending_bytes_;
       cached_slices_ = pending_.size();
+      fill_.clear();
+      fill_order_.clear();
+      fill_bytes_ = 0;
     }
     (void)writer_->Exec("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE)");
     return Status::OK();
@@ -649,6 +666,41 @@ class CachingStore::Impl {
     return Status::OK();
   }
 
+  // Hands a blob fetched from the remote store to the filler thread, which
+  // caches it off the reader's path. Best effort: dropped when the filler
+  // is kFillMaxBytes behind.
+  void QueueFill(const SliceId& id, const std::string& blob) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (fill_bytes_ + blob.size() > kFillMaxBytes) return;
+      if (!fill_.emplace(id, std::make_shared<const std::string>(blob)).second) return;
+      fill_bytes_ += blob.size();
+      fill_order_.push_back(id);
+    }
+    fill_cv_.notify_one();
+  }
+
+  void FillerLoop() {
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      fill_cv_.wait(l, [&] { return stopping_ || !fill_order_.empty(); });
+      if (fill_order_.empty()) return;  // stopping, and what was fetched is cached
+      const SliceId id = fill_order_.front();
+      fill_order_.pop_front();
+      auto f = fill_.find(id);
+      if (f == fill_.end()) continue;  // dropped meanwhile
+      // Readers keep finding it in fill_ until it is in the database.
+      std::shared_ptr<const std::string> blob = f->second;
+      l.unlock();
+      InsertUploaded(id, *blob);
+      l.lock();
+      if (auto g = fill_.find(id); g != fill_.end() && g->second == blob) {
+        fill_bytes_ -= blob->size();
+        fill_.erase(g);
+      }
+    }
+  }
+
   // Caches a blob fetched from the remote store. Best effort: failures
   // (disk full, cache full of pending data) only mean it is not cached.
   void InsertUploaded(const SliceId& id, std::string_view blob) {
@@ -662,6 +714,13 @@ class CachingStore::Impl {
   }
 
   Status DropLocal(const SliceId& id) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (auto f = fill_.find(id); f != fill_.end()) {
+        fill_bytes_ -= f->second->size();
+        fill_.erase(f);
+      }
+    }
     std::lock_guard<std::mutex> w(write_mu_);
     MESHFS_RETURN_IF_ERROR(SetSync(true));
     MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * del, writer_->Prepare(kSqlDeleteAny));
@@ -945,6 +1004,11 @@ class CachingStore::Impl {
   std::deque<SliceId> ready_;
   std::multimap<int64_t, SliceId> delayed_;
   std::unordered_map<SliceId, int64_t> touches_;
+  // Blobs fetched from the remote, waiting for the filler thread.
+  std::condition_variable fill_cv_;
+  std::unordered_map<SliceId, std::shared_ptr<const std::string>> fill_;
+  std::deque<SliceId> fill_order_;
+  uint64_t fill_bytes_ = 0;
   int64_t last_put_ms_ = 0;  // steady clock, of the last Put that queued a blob
   int upload_waiters_ = 0;   // callers in WaitUploaded
   std::unordered_map<SliceId, std::string> handoff_;  // queued blobs, in memory
@@ -955,6 +1019,7 @@ class CachingStore::Impl {
 
   std::vector<std::thread> workers_;
   std::thread housekeeper_;
+  std::thread filler_;
 };
 
 CachingStore::CachingStore() = default;

@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <charconv>
 #include <atomic>
 #include <cctype>
 #include <deque>
@@ -56,6 +57,8 @@ struct Transfer {
   }
 };
 
+constexpr uint64_t kMaxReserve = 64ull << 20;
+
 size_t WriteBody(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   t->response.body.append(data, size * n);
@@ -76,6 +79,15 @@ size_t WriteHeader(char* data, size_t size, size_t n, void* user) {
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
   while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' '))
     value.remove_suffix(1);
+  if (name == "content-length") {
+    // Room for the body at once (a slice is ~1 MiB: no regrowth copies);
+    // bounded, since the number comes from the peer.
+    uint64_t len = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), len);
+    if (ec == std::errc() && end == value.data() + value.size() && len <= kMaxReserve) {
+      t->response.body.reserve(len);
+    }
+  }
   t->response.headers[std::move(name)] = std::string(value);
   return size * n;
 }
