@@ -6,7 +6,7 @@
 
 namespace meshfs::fs {
 namespace {
-constexpr int kReadaheadSlices = 4;
+constexpr int kReadaheadSlices = 8;
 constexpr size_t kCommitBatch = 256;
 
 bool AllZero(std::string_view d) {

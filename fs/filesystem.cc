@@ -145,13 +145,34 @@ int Filesystem::Err(const Status& s, std::string_view what) {
 
 Result<SliceBytes> Filesystem::LoadSlice(const SliceId& id) {
   if (SliceBytes hit = cache_.Get(id)) return hit;
-  MESHFS_ASSIGN_OR_RETURN(std::string blob, store_->Get(id));
-  // A store's Get returns only bytes that hash to `id`.
-  MESHFS_ASSIGN_OR_RETURN(std::string plain,
-                          codec_->Decode(id, blob, /*address_verified=*/true));
-  auto shared = std::make_shared<const std::string>(std::move(plain));
-  cache_.Put(id, shared);
-  return shared;
+  // One load per slice at a time: a read that arrives while read-ahead is
+  // fetching the same slice waits for it instead of fetching it again.
+  std::promise<Result<SliceBytes>> mine;
+  std::shared_future<Result<SliceBytes>> theirs;
+  {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    auto it = loading_.find(id);
+    if (it != loading_.end()) {
+      theirs = it->second;
+    } else {
+      loading_.emplace(id, mine.get_future().share());
+    }
+  }
+  if (theirs.valid()) return theirs.get();
+  Result<SliceBytes> r = [&]() -> Result<SliceBytes> {
+    if (SliceBytes hit = cache_.Get(id)) return hit;  // loaded meanwhile
+    MESHFS_ASSIGN_OR_RETURN(std::string blob, store_->Get(id));
+    // A store's Get returns only bytes that hash to `id`.
+    MESHFS_ASSIGN_OR_RETURN(std::string plain,
+                            codec_->Decode(id, blob, /*address_verified=*/true));
+    auto shared = std::make_shared<const std::string>(std::move(plain));
+    cache_.Put(id, shared);
+    return shared;
+  }();
+  mine.set_value(r);
+  std::lock_guard<std::mutex> lock(load_mu_);
+  loading_.erase(id);
+  return r;
 }
 
 Result<SliceId> Filesystem::StoreSlice(std::string_view plaintext) {

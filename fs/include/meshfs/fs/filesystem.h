@@ -29,6 +29,7 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -296,6 +297,9 @@ class Filesystem final : private FileDataBackend {
   std::unordered_map<uint64_t, Node> nodes_;
   std::unordered_map<uint64_t, Handle> handles_;
   uint64_t next_fh_ = 1;
+
+  std::mutex load_mu_;  // guards loading_
+  std::unordered_map<SliceId, std::shared_future<Result<SliceBytes>>> loading_;
 
   std::mutex ra_mu_;  // guards ra_queue_, ra_inflight_, ra_stop_
   std::condition_variable ra_cv_;
