@@ -347,6 +347,7 @@ TEST_F(CachingStoreTest, MissFetchesVerifiesAndCaches) {
 void TamperRow(const fs::path& db_path, const SliceId& id) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);  // the store's own threads may be writing
   sqlite3_stmt* s = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE blobs SET data = x'deadbeef' WHERE id = ?1", -1, &s,
                                nullptr),
