@@ -424,6 +424,7 @@ int Serve(const MountArgs& a, const fs::MountOptions& mo, fs::Volume& volume,
   fset.attr_timeout_s = mo.attr_timeout_s;
   fset.entry_timeout_s = mo.entry_timeout_s;
   fset.writeback_cache = mo.writeback_cache;
+  fset.readahead_kb = static_cast<unsigned>(mo.readahead >> 10);
   fset.read_only = mo.read_only;
   std::vector<std::string> fuse_opts = mo.fuse_options;
   fuse_opts.push_back("fsname=" + EscapeFuseOpt(volume.dir().string()));

@@ -3,11 +3,15 @@
 
 #include <fuse_lowlevel.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "meshfs/core/log.h"
@@ -235,6 +239,7 @@ int OpenFlags(fuse_req_t req, int flags) {
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Server(req)->SetReadahead();
   Guard(req, "open", [&] {
     uint64_t fh = 0;
     int e = Fs(req)->Open(CallerOf(req), ino, OpenFlags(req, fi->flags), &fh);
@@ -250,6 +255,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
+  Server(req)->SetReadahead();
   Guard(req, "create", [&] {
     Attr a;
     uint64_t fh = 0;
@@ -531,7 +537,65 @@ Status FuseServer::Mount(const std::string& mountpoint) {
                            " (is it an existing directory you own, and is /dev/fuse usable?)");
   }
   mounted_ = true;
+  // Never stat() the mountpoint here: that would be a request to ourselves
+  // before the loop serves any.
+  char* real = ::realpath(mountpoint.c_str(), nullptr);
+  mountpoint_ = real ? real : mountpoint;
+  std::free(real);
   return Status::OK();
+}
+
+namespace {
+// "MAJ:MIN" of the last mount on `mountpoint` in /proc/self/mountinfo
+// (field 3; field 5 is the mount point, with space, tab, newline and
+// backslash escaped as octal), or "" if none.
+std::string MountDevice(const std::string& mountpoint) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line, found;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    if (!(fields >> id >> parent >> dev >> root >> point)) continue;
+    std::string unescaped;
+    for (size_t i = 0; i < point.size(); ++i) {
+      auto octal = [&](size_t k) { return point[k] >= '0' && point[k] <= '7'; };
+      if (point[i] == '\\' && i + 3 < point.size() && octal(i + 1) && octal(i + 2) &&
+          octal(i + 3)) {
+        unescaped += static_cast<char>((point[i + 1] - '0') * 64 + (point[i + 2] - '0') * 8 +
+                                       (point[i + 3] - '0'));
+        i += 3;
+      } else {
+        unescaped += point[i];
+      }
+    }
+    if (unescaped == mountpoint) found = dev;
+  }
+  return found;
+}
+}  // namespace
+
+void FuseServer::SetReadahead() {
+  // The kernel sets the mount's read-ahead to min(its default 128 KiB,
+  // max_readahead) when it takes the INIT reply; only the bdi's sysfs knob
+  // raises it, and only after INIT (so: at the first open). Needs root;
+  // without it reads keep the kernel's default.
+  std::call_once(readahead_once_, [this] {
+    if (settings_.readahead_kb == 0 || mountpoint_.empty()) return;
+    const std::string dev = MountDevice(mountpoint_);
+    if (dev.empty() || dev.find_first_not_of("0123456789:") != std::string::npos) return;
+    const std::string path = "/sys/class/bdi/" + dev + "/read_ahead_kb";
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      LogDebug(kLog, "read-ahead left at the kernel's default: " + path + ": " +
+                         std::strerror(errno));
+      return;
+    }
+    const std::string v = std::to_string(settings_.readahead_kb) + "\n";
+    if (::write(fd, v.data(), v.size()) != static_cast<ssize_t>(v.size())) {
+      LogDebug(kLog, "read-ahead left at the kernel's default: " + std::string(std::strerror(errno)));
+    }
+    ::close(fd);
+  });
 }
 
 Status FuseServer::Loop() {
@@ -545,7 +609,9 @@ Status FuseServer::Loop() {
   in_loop_.store(true);
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, settings_.max_threads);
-  fuse_loop_cfg_set_idle_threads(cfg, 4);
+  // Idle workers stay: bursts of parallel requests (write-back, read-ahead)
+  // would otherwise create and end threads all the time.
+  fuse_loop_cfg_set_idle_threads(cfg, settings_.max_threads);
   int rc = fuse_session_loop_mt(se_, cfg);
   fuse_loop_cfg_destroy(cfg);
   in_loop_.store(false);

@@ -102,6 +102,12 @@ Result<MountOptions> ParseMountOptions(const std::vector<std::string>& items) {
       auto v = ParseSize(val);
       if (!v.ok()) return v.status().WithContext("mount option memory_cache");
       o.memory_cache = *v;
+    } else if (key == "readahead") {
+      MESHFS_RETURN_IF_ERROR(need_val());
+      auto v = ParseSize(val);
+      if (!v.ok()) return v.status().WithContext("mount option readahead");
+      if (*v > (1ull << 30)) return Status::InvalidArgument("mount option readahead: at most 1G");
+      o.readahead = *v;
     } else if (key == "durability") {
       if (val == "network") o.durability_network = true;
       else if (val == "local") o.durability_network = false;
@@ -147,6 +153,8 @@ std::string MountOptionsHelp() {
   dirty_max=SIZE      unwritten data kept in memory, per open file and in
                       total (default 64M)
   memory_cache=SIZE   in-memory cache of decrypted slices (default 64M)
+  readahead=SIZE      the kernel's read-ahead for sequential reads (default 4M;
+                      0 keeps the kernel's 128K; needs root)
   attr_timeout=S, entry_timeout=S
                       how long the kernel caches attributes/names (default 1)
   no_writeback_cache  disable the kernel's write-back cache

@@ -213,3 +213,15 @@ def test_random_reads_fill_the_page_cache_and_writers_win(mounted):
         assert os.pread(f.fileno(), 100, 4096) == data[4096:4196]
     assert got.read_bytes() == data[:(1 << 20) + 10]
     assert m.unexpected_errors() == []
+
+
+def test_readahead_is_raised_at_the_first_open(mounted):
+    """The kernel caps a FUSE mount's read-ahead at 128 KiB; the mount raises
+    it (readahead=SIZE, default 4M) once the kernel has taken INIT."""
+    m = mounted(options=("readahead=2M",))
+    (m.mountpoint / "f").write_bytes(b"x" * 10)
+    dev = os.stat(m.mountpoint).st_dev
+    knob = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
+    with open(knob) as f:
+        assert int(f.read()) == 2048, m.describe()
+    assert m.unexpected_errors() == []

@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,9 @@ struct FuseSettings {
   // Hand the rest of a slice decoded for a short read to the kernel's page
   // cache (FUSE notify_store), so random reads cost one decode per slice.
   bool push_pages = true;
+  // The mount's read-ahead (KiB; 0: the kernel's 128 KiB). A sequential
+  // reader then has several 1 MiB requests in flight.
+  unsigned readahead_kb = 4096;
   // Called once when the kernel ends the session (unmount), on a worker thread.
   std::function<void()> on_destroy;
 };
@@ -69,6 +73,10 @@ class FuseServer final {
   // handler before its reply.
   void PushPages(uint64_t ino, const PagePush& p);
 
+  // Raises the kernel's read-ahead for this mount to settings().readahead_kb
+  // (once; must come after the kernel took the INIT reply).
+  void SetReadahead();
+
   Filesystem* fs() const { return fs_; }
   const FuseSettings& settings() const { return settings_; }
 
@@ -79,6 +87,8 @@ class FuseServer final {
   const FuseSettings settings_;
   fuse_session* se_ = nullptr;
   bool mounted_ = false;
+  std::string mountpoint_;  // absolute, once mounted
+  std::once_flag readahead_once_;
   std::atomic<bool> in_loop_{false};
   pthread_t loop_thread_{};
 };

@@ -21,6 +21,7 @@ struct MountOptions {
   bool durability_network = true;          // durability=network|local
   uint64_t dirty_max = 64ull << 20;        // dirty_max=SIZE: dirty bytes per open file
   uint64_t memory_cache = 64ull << 20;     // memory_cache=SIZE: plaintext slice LRU
+  uint64_t readahead = 4ull << 20;         // readahead=SIZE: the kernel's read-ahead
   double attr_timeout_s = 1.0;             // attr_timeout=SECONDS
   double entry_timeout_s = 1.0;            // entry_timeout=SECONDS
   bool writeback_cache = true;             // writeback_cache / no_writeback_cache
