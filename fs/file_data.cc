@@ -8,6 +8,8 @@ namespace meshfs::fs {
 namespace {
 constexpr int kReadaheadSlices = 8;
 constexpr size_t kCommitBatch = 256;
+// A write at least this large into a new slice buffer reserves the whole slice.
+constexpr uint64_t kReserveWrite = 64 * 1024;
 
 bool AllZero(std::string_view d) {
   static const char kZeros[4096] = {};
@@ -212,8 +214,18 @@ Status FileData::Write(uint64_t off, std::string_view data, bool append, uint64_
     bool need_base = !(lo == 0 && hi >= SliceLen(idx)) && HasContent(idx);
     MESHFS_ASSIGN_OR_RETURN(Dirty * d, DirtyFor(idx, need_base));
     uint64_t old = d->data.size();
-    if (d->data.size() < hi) d->data.resize(hi, '\0');
-    std::memcpy(d->data.data() + lo, data.data() + (s0 + lo - off), hi - lo);
+    const char* src = data.data() + (s0 + lo - off);
+    if (lo == old) {
+      // Appending (streaming writes): no zero-fill before the copy, and room
+      // for the whole slice at once when the writes are large.
+      if (hi - lo >= kReserveWrite && d->data.capacity() < slice_size_) {
+        d->data.reserve(slice_size_);
+      }
+      d->data.append(src, hi - lo);
+    } else {
+      if (old < hi) d->data.resize(hi, '\0');
+      std::memcpy(d->data.data() + lo, src, hi - lo);
+    }
     AddDirty(static_cast<int64_t>(d->data.size()) - static_cast<int64_t>(old));
     d->seq = ++seq_;
   }
