@@ -130,35 +130,65 @@ Status FileData::LeaveInlineLocked() {
 
 Status FileData::Read(uint64_t off, uint64_t len, std::string* out,
                       std::vector<std::pair<uint64_t, std::string>>* rest) {
-  out->clear();
+  ReadBuffer b;
+  MESHFS_RETURN_IF_ERROR(Read(off, len, &b, rest));
+  if (b.shared) out->assign(b.view);
+  else *out = std::move(b.owned);  // the view is all of it
+  return Status::OK();
+}
+
+Status FileData::Read(uint64_t off, uint64_t len, ReadBuffer* out,
+                      std::vector<std::pair<uint64_t, std::string>>* rest) {
+  out->owned.clear();
+  out->shared.reset();
+  out->view = {};
   std::vector<std::tuple<uint64_t, SliceId, uint64_t>> fetch;  // slice idx, address, length
   std::vector<SliceId> ahead;
   uint64_t end;
+  // A read inside one stored or in-flight slice is served from the slice's
+  // shared bytes, without a copy; others are assembled in out->owned.
+  bool zero_copy = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     ReapLocked();
     if (off >= size_ || len == 0) return Status::OK();
     len = std::min(len, size_ - off);
     end = off + len;
-    out->assign(len, '\0');
-    for (uint64_t idx = off / slice_size_; idx * slice_size_ < end; ++idx) {
-      uint64_t s0 = idx * slice_size_;
-      uint64_t lo = std::max(off, s0) - s0;
-      uint64_t hi = std::min(end, s0 + slice_size_) - s0;
-      const std::string* src = nullptr;
-      if (auto d = dirty_.find(idx); d != dirty_.end()) {
-        src = &d->second.data;
-      } else if (auto f = inflight_.find(idx); f != inflight_.end()) {
-        src = f->second.data.get();
-      } else if (idx == 0 && inline_) {
-        src = &*inline_;
-      } else if (auto e = extents_.find(idx); e != extents_.end()) {
-        fetch.emplace_back(idx, e->second.slice, SliceLen(idx));
-        continue;
+    const uint64_t first = off / slice_size_;
+    const uint64_t lo1 = off - first * slice_size_, hi1 = end - first * slice_size_;
+    if (first == (end - 1) / slice_size_ && !dirty_.count(first) && !(first == 0 && inline_)) {
+      if (auto f = inflight_.find(first); f != inflight_.end()) {
+        if (f->second.data->size() >= hi1) {
+          out->shared = f->second.data;
+          out->view = std::string_view(*out->shared).substr(lo1, hi1 - lo1);
+        }
+      } else if (auto e = extents_.find(first); e != extents_.end()) {
+        fetch.emplace_back(first, e->second.slice, SliceLen(first));
+        zero_copy = true;
       }
-      if (src && lo < src->size()) {
-        std::memcpy(out->data() + (s0 + lo - off), src->data() + lo,
-                    std::min<uint64_t>(hi, src->size()) - lo);
+    }
+    if (!out->shared && !zero_copy) {
+      out->owned.assign(len, '\0');
+      out->view = out->owned;
+      for (uint64_t idx = first; idx * slice_size_ < end; ++idx) {
+        uint64_t s0 = idx * slice_size_;
+        uint64_t lo = std::max(off, s0) - s0;
+        uint64_t hi = std::min(end, s0 + slice_size_) - s0;
+        const std::string* src = nullptr;
+        if (auto d = dirty_.find(idx); d != dirty_.end()) {
+          src = &d->second.data;
+        } else if (auto f = inflight_.find(idx); f != inflight_.end()) {
+          src = f->second.data.get();
+        } else if (idx == 0 && inline_) {
+          src = &*inline_;
+        } else if (auto e = extents_.find(idx); e != extents_.end()) {
+          fetch.emplace_back(idx, e->second.slice, SliceLen(idx));
+          continue;
+        }
+        if (src && lo < src->size()) {
+          std::memcpy(out->owned.data() + (s0 + lo - off), src->data() + lo,
+                      std::min<uint64_t>(hi, src->size()) - lo);
+        }
       }
     }
     if (off == last_read_end_ || off == 0) {
@@ -179,18 +209,28 @@ Status FileData::Read(uint64_t off, uint64_t len, std::string* out,
     uint64_t s0 = idx * slice_size_;
     uint64_t lo = std::max(off, s0) - s0;
     uint64_t hi = std::min(end, s0 + slice_size_) - s0;
-    if (lo < plain.size()) {
-      std::memcpy(out->data() + (s0 + lo - off), plain.data() + lo,
-                  std::min<uint64_t>(hi, plain.size()) - lo);
+    if (zero_copy && plain.size() >= hi) {
+      out->view = std::string_view(plain).substr(lo, hi - lo);
+      out->shared = bytes;
+    } else {
+      if (zero_copy) {  // a short slice: the rest of the read is zeros
+        out->owned.assign(len, '\0');
+        out->view = out->owned;
+      }
+      if (lo < plain.size()) {
+        std::memcpy(out->owned.data() + (s0 + lo - off), plain.data() + lo,
+                    std::min<uint64_t>(hi, plain.size()) - lo);
+      }
     }
-    if (rest == nullptr) continue;
-    // The parts of the slice before and after the read, whole pages only.
-    constexpr uint64_t kPage = 4096;
-    const uint64_t have = std::min<uint64_t>(plain.size(), slice_len);
-    const uint64_t before = lo / kPage * kPage;
-    const uint64_t after = (hi + kPage - 1) / kPage * kPage;
-    if (after < have) rest->emplace_back(s0 + after, plain.substr(after, have - after));
-    if (before > 0 && before <= have) rest->emplace_back(s0, plain.substr(0, before));
+    if (rest != nullptr) {
+      // The parts of the slice before and after the read, whole pages only.
+      constexpr uint64_t kPage = 4096;
+      const uint64_t have = std::min<uint64_t>(plain.size(), slice_len);
+      const uint64_t before = lo / kPage * kPage;
+      const uint64_t after = (hi + kPage - 1) / kPage * kPage;
+      if (after < have) rest->emplace_back(s0 + after, plain.substr(after, have - after));
+      if (before > 0 && before <= have) rest->emplace_back(s0, plain.substr(0, before));
+    }
   }
   return Status::OK();
 }

@@ -878,8 +878,18 @@ int Filesystem::Open(const Caller& /*c*/, uint64_t ino, int flags, uint64_t* fh)
   return 0;
 }
 
-int Filesystem::Read(uint64_t ino, uint64_t /*fh*/, uint64_t off, uint64_t len,
+int Filesystem::Read(uint64_t ino, uint64_t fh, uint64_t off, uint64_t len,
                      std::string* out, std::vector<PagePush>* push) {
+  ReadBuffer b;
+  int e = Read(ino, fh, off, len, &b, push);
+  if (e != 0) return e;
+  if (b.shared) out->assign(b.view);
+  else *out = std::move(b.owned);  // the view is all of it
+  return 0;
+}
+
+int Filesystem::Read(uint64_t ino, uint64_t /*fh*/, uint64_t off, uint64_t len,
+                     ReadBuffer* out, std::vector<PagePush>* push) {
   std::shared_ptr<FileData> data;
   uint64_t gen = 0;
   bool check_atime = false;

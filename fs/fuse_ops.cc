@@ -276,7 +276,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   Guard(req, "read", [&] {
-    std::string out;
+    ReadBuffer out;  // usually a view into the cached slice: no copy
     std::vector<PagePush> push;
     FuseServer* server = Server(req);
     int e = Fs(req)->Read(ino, fi->fh, static_cast<uint64_t>(off), size, &out,
@@ -285,7 +285,7 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
       fuse_reply_err(req, e);
       return;
     }
-    fuse_reply_buf(req, out.data(), out.size());
+    fuse_reply_buf(req, out.view.data(), out.view.size());
     // After the reply, so that the kernel has unlocked the pages it asked for.
     for (const PagePush& p : push) server->PushPages(ino, p);
   });

@@ -89,6 +89,46 @@ TEST(FileData, FullSlicesAreWrittenBackWhileStreaming) {
   EXPECT_TRUE(ReadAll(f) == data);
 }
 
+// Reads inside one stored slice are views of the loaded slice (no copy);
+// reads across slices, of dirty data or past a short slice are assembled;
+// the rest of a slice decoded for a short read is offered page-aligned.
+TEST(FileData, ReadsInsideOneSliceAreViewsOfIt) {
+  RecordingBackend b;
+  FileData f(2, kSlice, 0, std::nullopt, {}, &b, 64 * kSlice);
+  const std::string data = Bytes(2 * kSlice + 10000, 7);
+  ASSERT_TRUE(f.Write(0, data).ok());
+  ASSERT_TRUE(f.Flush(false).ok());
+
+  ReadBuffer r;
+  std::vector<std::pair<uint64_t, std::string>> rest;
+  ASSERT_TRUE(f.Read(kSlice + 5000, 8192, &r, &rest).ok());
+  ASSERT_NE(r.shared, nullptr);
+  EXPECT_TRUE(r.owned.empty());
+  EXPECT_TRUE(r.view == std::string_view(data).substr(kSlice + 5000, 8192));
+  EXPECT_GE(r.view.data(), r.shared->data());
+  ASSERT_EQ(rest.size(), 2u);  // after the read, then before it
+  EXPECT_EQ(rest[0].first, kSlice + 16384u);
+  EXPECT_TRUE(rest[0].second == data.substr(kSlice + 16384, kSlice - 16384));
+  EXPECT_EQ(rest[1].first, uint64_t{kSlice});
+  EXPECT_TRUE(rest[1].second == data.substr(kSlice, 4096));
+
+  ASSERT_TRUE(f.Read(kSlice - 100, 300, &r).ok());  // across two slices
+  EXPECT_EQ(r.shared, nullptr);
+  EXPECT_TRUE(r.view == std::string_view(data).substr(kSlice - 100, 300));
+
+  // A slice shorter than the read (the file grew past it): zeros after it.
+  ASSERT_TRUE(f.Truncate(2 * kSlice + 30000).ok());
+  ASSERT_TRUE(f.Read(2 * kSlice + 5000, 20000, &r).ok());
+  EXPECT_EQ(r.shared, nullptr);
+  EXPECT_TRUE(r.view == data.substr(2 * kSlice + 5000, 5000) + std::string(15000, '\0'));
+
+  // Dirty data is never a view of the stored slice.
+  ASSERT_TRUE(f.Write(10, "new").ok());
+  ASSERT_TRUE(f.Read(0, 20, &r).ok());
+  EXPECT_EQ(r.shared, nullptr);
+  EXPECT_TRUE(r.view == data.substr(0, 10) + "new" + data.substr(13, 7));
+}
+
 TEST(FileData, DirtyBoundWritesBackOldestFirst) {
   RecordingBackend b;
   FileData f(2, kSlice, 0, std::nullopt, {}, &b, 2 * kSlice);

@@ -72,6 +72,14 @@ struct FileCommit {
 // Decoded slice contents, shared between the plaintext cache and readers.
 using SliceBytes = std::shared_ptr<const std::string>;
 
+// The bytes of a read: `view`, into `shared` (a slice's bytes, no copy) or
+// into `owned` (assembled). Valid while the ReadBuffer lives.
+struct ReadBuffer {
+  std::string owned;
+  SliceBytes shared;
+  std::string_view view;
+};
+
 class FileDataBackend {
  public:
   virtual ~FileDataBackend() = default;
@@ -133,6 +141,10 @@ class FileData final {
   // does not cover whole, the page-aligned parts of it the read left out
   // (offset in the file, bytes), cut at the end of the file.
   Status Read(uint64_t off, uint64_t len, std::string* out,
+              std::vector<std::pair<uint64_t, std::string>>* rest = nullptr);
+  // The same, without copying when the range lies in one stored or
+  // in-flight slice: out->view then points into out->shared.
+  Status Read(uint64_t off, uint64_t len, ReadBuffer* out,
               std::vector<std::pair<uint64_t, std::string>>* rest = nullptr);
   // Writes `data` at `off` (at the end of the file when `append`), growing
   // the file as needed. Sets *at to the offset written, if given.

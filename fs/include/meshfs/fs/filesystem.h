@@ -183,6 +183,9 @@ class Filesystem final : private FileDataBackend {
   // next reads of that slice need no request (random reads of a large file).
   int Read(uint64_t ino, uint64_t fh, uint64_t off, uint64_t len, std::string* out,
            std::vector<PagePush>* push = nullptr);
+  // The same without a copy when the range lies in one slice (out->view).
+  int Read(uint64_t ino, uint64_t fh, uint64_t off, uint64_t len, ReadBuffer* out,
+           std::vector<PagePush>* push = nullptr);
   // Runs `store` (which puts `p` into the kernel's page cache) unless the
   // file may have changed since `p` was read: opened for writing, truncated.
   // Opening for writing waits for a `store` in progress, so the kernel never
