@@ -36,7 +36,7 @@ struct CacheOptions {
   uint64_t max_bytes = 2ull << 30;         // cache bound (default 2 GiB)
   Durability durability = Durability::kLocal;
   int min_network_copies = 1;              // for kNetwork
-  int upload_threads = 4;
+  int upload_threads = 8;
   int64_t backpressure_timeout_ms = 60'000;
   // Upload retry backoff: doubles from retry_initial_ms up to retry_max_ms.
   int64_t retry_initial_ms = 200;
