@@ -385,11 +385,23 @@ int Filesystem::SetAttr(const Caller& /*c*/, uint64_t ino, const SetAttrRequest&
     auto data = LoadData(ino);
     if (!data.ok()) return Err(data.status(), "truncate");
     {
-      std::unique_lock<std::shared_mutex> push_lock(push_mu_);
-      std::lock_guard<std::mutex> lock(table_mu_);
+      // Like a writer for the time of the truncate: no page read before it
+      // may reach the kernel after it (it would bring the old length back).
+      std::unique_lock<std::mutex> lock(table_mu_);
+      nodes_[ino].writers++;
       ContentsChangingLocked(nodes_[ino]);
+      if (!WaitPushesLocked(lock, ino)) {
+        if (nodes_[ino].writers > 0) nodes_[ino].writers--;
+        return EAGAIN;
+      }
     }
     Status st = (*data)->Truncate(*req.size);
+    {
+      std::lock_guard<std::mutex> lock(table_mu_);
+      Node& node = nodes_[ino];
+      if (node.writers > 0) node.writers--;
+      ContentsChangingLocked(node);
+    }
     // A cut partial slice is a dirty buffer: write it back now, so the
     // FileData of a file nobody has open can be dropped.
     if (st.ok()) st = (*data)->Flush(false);
@@ -852,16 +864,20 @@ int Filesystem::Open(const Caller& /*c*/, uint64_t ino, int flags, uint64_t* fh)
   auto data = LoadData(ino);
   if (!data.ok()) return Err(data.status(), "open");
   {
-    // Pushes of this file's pages in progress finish before a writer starts.
-    std::unique_lock<std::shared_mutex> push_lock(push_mu_, std::defer_lock);
-    if (writing) push_lock.lock();
-    std::lock_guard<std::mutex> lock(table_mu_);
+    std::unique_lock<std::mutex> lock(table_mu_);
     Node& node = nodes_[ino];
     if (!node.data) node.data = *data;
     node.nopen++;
     if (writing) {
+      // From here on no page read before reaches the kernel; pushes still
+      // running finish before the writer can write.
       node.writers++;
       ContentsChangingLocked(node);
+      if (!WaitPushesLocked(lock, ino)) {
+        node.writers--;
+        node.nopen--;
+        return EAGAIN;
+      }
     }
     *fh = next_fh_++;
     handles_[*fh] = Handle{ino, flags, false};
@@ -937,16 +953,31 @@ int Filesystem::Read(uint64_t ino, uint64_t /*fh*/, uint64_t off, uint64_t len,
 }
 
 void Filesystem::PushPages(uint64_t ino, const PagePush& p, const std::function<void()>& store) {
-  std::shared_lock<std::shared_mutex> push_lock(push_mu_);
   {
     std::lock_guard<std::mutex> lock(table_mu_);
     auto it = nodes_.find(ino);
     if (it == nodes_.end() || it->second.writers > 0 || it->second.data_gen != p.generation) {
       return;
     }
+    pushing_[ino]++;
   }
   store();
   pushed_bytes_.fetch_add(p.data.size(), std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(table_mu_);
+  auto it = pushing_.find(ino);
+  if (it != pushing_.end() && --it->second == 0) {
+    pushing_.erase(it);
+    push_cv_.notify_all();
+  }
+}
+
+bool Filesystem::WaitPushesLocked(std::unique_lock<std::mutex>& lock, uint64_t ino) {
+  if (push_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return !pushing_.count(ino); })) {
+    return true;
+  }
+  LogWarn(kLog, "inode " + std::to_string(ino) +
+                    ": a page-cache push did not finish in 10 s; refusing the change (EAGAIN)");
+  return false;
 }
 
 void Filesystem::ContentsChangingLocked(Node& node) {

@@ -286,8 +286,7 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
       return;
     }
     fuse_reply_buf(req, out.view.data(), out.view.size());
-    // After the reply, so that the kernel has unlocked the pages it asked for.
-    for (const PagePush& p : push) server->PushPages(ino, p);
+    for (PagePush& p : push) server->QueuePush(ino, std::move(p));
   });
 }
 
@@ -607,6 +606,8 @@ Status FuseServer::Loop() {
   sigaction(SIGUSR2, &sa, nullptr);
   loop_thread_ = pthread_self();
   in_loop_.store(true);
+  push_stop_ = false;
+  pusher_ = std::thread([this] { PusherLoop(); });
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, settings_.max_threads);
   // Idle workers stay: bursts of parallel requests (write-back, read-ahead)
@@ -615,13 +616,46 @@ Status FuseServer::Loop() {
   int rc = fuse_session_loop_mt(se_, cfg);
   fuse_loop_cfg_destroy(cfg);
   in_loop_.store(false);
+  {
+    std::lock_guard<std::mutex> lock(push_mu_);
+    push_stop_ = true;  // what is still queued is dropped (only a cache)
+    push_queue_.clear();
+    push_queued_bytes_ = 0;
+  }
+  push_cv_.notify_all();
+  pusher_.join();
   if (rc != 0 && rc != -ENODEV && !fuse_session_exited(se_)) {
     return Status::IOError("FUSE session failed: " + std::string(std::strerror(rc < 0 ? -rc : rc)));
   }
   return Status::OK();
 }
 
-void FuseServer::PushPages(uint64_t ino, const PagePush& p) {
+void FuseServer::QueuePush(uint64_t ino, PagePush p) {
+  constexpr uint64_t kMaxQueued = 32ull << 20;
+  {
+    std::lock_guard<std::mutex> lock(push_mu_);
+    if (push_stop_ || push_queued_bytes_ + p.data.size() > kMaxQueued) return;
+    push_queued_bytes_ += p.data.size();
+    push_queue_.emplace_back(ino, std::move(p));
+  }
+  push_cv_.notify_one();
+}
+
+void FuseServer::PusherLoop() {
+  std::unique_lock<std::mutex> lock(push_mu_);
+  for (;;) {
+    push_cv_.wait(lock, [&] { return push_stop_ || !push_queue_.empty(); });
+    if (push_stop_) return;
+    auto [ino, p] = std::move(push_queue_.front());
+    push_queue_.pop_front();
+    push_queued_bytes_ -= p.data.size();
+    lock.unlock();
+    StorePages(ino, p);
+    lock.lock();
+  }
+}
+
+void FuseServer::StorePages(uint64_t ino, const PagePush& p) {
   fs_->PushPages(ino, p, [&] {
     fuse_bufvec buf = FUSE_BUFVEC_INIT(p.data.size());
     buf.buf[0].mem = const_cast<char*>(p.data.data());

@@ -225,3 +225,62 @@ def test_readahead_is_raised_at_the_first_open(mounted):
     with open(knob) as f:
         assert int(f.read()) == 2048, m.describe()
     assert m.unexpected_errors() == []
+
+
+def test_writers_and_truncates_racing_random_readers_lose_nothing(mounted):
+    """Random readers keep pushing slices to the page cache while a writer
+    rewrites and truncates the same file: what the writer did is what the
+    file holds afterwards, through the page cache and after a remount."""
+    import random
+    import threading
+    import time
+
+    m = mounted()
+    path = m.mountpoint / "race.bin"
+    size = 4 * (1 << 20)
+    model = bytearray(payload(size, 7))
+    path.write_bytes(model)
+    assert m.unmount() == 0, m.describe()
+    drop_page_cache()
+    m = mounted(nodes=m.nodes, volume=m.volume)
+    path = m.mountpoint / "race.bin"
+    stop = time.time() + 4
+    errors = []
+
+    def reader(seed):
+        rnd = random.Random(seed)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                while time.time() < stop:
+                    os.pread(f.fileno(), 4096, rnd.randrange(0, size, 4096))
+        except OSError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    rnd = random.Random(99)
+    rounds = 0
+    while time.time() < stop:
+        off = rnd.randrange(0, len(model) - 20000)
+        chunk = bytes([rnd.randrange(256)]) * rnd.randrange(1, 20000)
+        with open(path, "r+b", buffering=0) as f:
+            f.seek(off)
+            f.write(chunk)
+        model[off:off + len(chunk)] = chunk
+        if rounds % 5 == 4 and len(model) > size // 2 + 1:
+            new = rnd.randrange(size // 2, len(model))
+            os.truncate(path, new)
+            del model[new:]
+        rounds += 1
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert rounds > 5
+    assert os.stat(path).st_size == len(model)
+    assert path.read_bytes() == bytes(model)
+    assert m.unmount() == 0, m.describe()
+    drop_page_cache()
+    m = mounted(nodes=m.nodes, volume=m.volume)
+    assert (m.mountpoint / "race.bin").read_bytes() == bytes(model)
+    assert m.unexpected_errors() == []

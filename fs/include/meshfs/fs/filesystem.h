@@ -23,6 +23,7 @@
 
 #include <sys/stat.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -32,7 +33,6 @@
 #include <future>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -188,8 +188,10 @@ class Filesystem final : private FileDataBackend {
            std::vector<PagePush>* push = nullptr);
   // Runs `store` (which puts `p` into the kernel's page cache) unless the
   // file may have changed since `p` was read: opened for writing, truncated.
-  // Opening for writing waits for a `store` in progress, so the kernel never
-  // gets old contents over pages a writer has dirtied.
+  // Opening for writing (or truncating) first stops new pushes of the file,
+  // then waits for a `store` in progress, so the kernel never gets old
+  // contents over pages a writer has dirtied. Never call it on a FUSE
+  // worker: the kernel may hold a page lock until a worker answers a read.
   void PushPages(uint64_t ino, const PagePush& p, const std::function<void()>& store);
   // Writes all of `data` (O_APPEND handles write at end of file); sets
   // *written. Clears setuid/setgid when a non-root caller writes.
@@ -269,8 +271,7 @@ class Filesystem final : private FileDataBackend {
   // FileData of `ino` for an operation without an open handle (truncate).
   Result<std::shared_ptr<FileData>> LoadData(uint64_t ino);
   // The contents of `node` are about to change: pages read before must not
-  // reach the kernel any more. REQUIRES: table_mu_ held (and push_mu_
-  // exclusively, so that no push is in progress).
+  // reach the kernel any more. REQUIRES: table_mu_ held.
   void ContentsChangingLocked(Node& node);
   // Deletes the inode if it is an orphan nobody has open.
   void MaybeReap(uint64_t ino);
@@ -292,9 +293,13 @@ class Filesystem final : private FileDataBackend {
   std::mutex meta_mu_;  // guards meta_ (and every transaction)
   std::unique_ptr<MetadataStore> meta_;
 
-  // Held shared while contents go to the kernel's page cache, exclusively
-  // while a file's contents start changing. Taken before any other lock.
-  std::shared_mutex push_mu_;
+  // Pushes of pages to the kernel in progress, by inode (guarded by
+  // table_mu_). A change of contents first makes new pushes impossible
+  // (writers > 0), then waits on push_cv_ for these to finish.
+  std::unordered_map<uint64_t, int> pushing_;
+  std::condition_variable push_cv_;
+  // REQUIRES: `lock` holds table_mu_. False after 10 s (a push stuck).
+  bool WaitPushesLocked(std::unique_lock<std::mutex>& lock, uint64_t ino);
   std::mutex table_mu_;  // leaf lock: guards nodes_, handles_, next_fh_, next_gen_
   uint64_t next_gen_ = 0;
   std::unordered_map<uint64_t, Node> nodes_;

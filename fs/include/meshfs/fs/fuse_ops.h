@@ -19,9 +19,13 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "meshfs/core/status.h"
@@ -68,10 +72,12 @@ class FuseServer final {
   // Detaches the mount (lazily) if it is still attached. After Loop().
   void Unmount();
 
-  // Stores `p` in the kernel's page cache for inode `ino` if the file has
-  // not changed since it was read (Filesystem::PushPages). Not from a
-  // handler before its reply.
-  void PushPages(uint64_t ino, const PagePush& p);
+  // Queues `p` for the kernel's page cache of inode `ino`; the pusher
+  // thread stores it if the file has not changed since it was read
+  // (Filesystem::PushPages). Never blocks: dropped when 32 MiB are queued.
+  // A FUSE worker must never store itself: the kernel may hold a page lock
+  // until a worker answers a read.
+  void QueuePush(uint64_t ino, PagePush p);
 
   // Raises the kernel's read-ahead for this mount to settings().readahead_kb
   // (once; must come after the kernel took the INIT reply).
@@ -88,6 +94,14 @@ class FuseServer final {
   fuse_session* se_ = nullptr;
   bool mounted_ = false;
   std::string mountpoint_;  // absolute, once mounted
+  void PusherLoop();
+  void StorePages(uint64_t ino, const PagePush& p);
+  std::mutex push_mu_;  // guards the queue below
+  std::condition_variable push_cv_;
+  std::deque<std::pair<uint64_t, PagePush>> push_queue_;
+  uint64_t push_queued_bytes_ = 0;
+  bool push_stop_ = false;
+  std::thread pusher_;
   std::once_flag readahead_once_;
   std::atomic<bool> in_loop_{false};
   pthread_t loop_thread_{};
