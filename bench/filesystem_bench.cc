@@ -91,6 +91,86 @@ void BM_CreateSmallFile(benchmark::State& state) {
 }
 BENCHMARK(BM_CreateSmallFile)->Unit(benchmark::kMicrosecond);
 
+// What the kernel sends (writeback cache, default_permissions) for
+// open(O_CREAT|O_EXCL) + write 4 KiB + close: GETATTR of the directory,
+// LOOKUP (miss), CREATE, GETXATTR security.capability, WRITE, SETATTR
+// mtime/ctime, FLUSH, RELEASE.
+void BM_CreateSmallFileKernelSequence(benchmark::State& state) {
+  Env env;
+  const fs::Caller c{1000, 1000};
+  const std::string data(4096, 'x');
+  fs::Attr dir;
+  env.filesystem->Mkdir(c, fs::kRootIno, "d", 0755, &dir);
+  uint64_t i = 0;
+  for (auto _ : state) {
+    fs::Attr a, da;
+    uint64_t fh;
+    size_t n;
+    std::string v;
+    std::string name = "f";
+    name += std::to_string(i++);
+    fs::SetAttrRequest times;
+    times.mtime_ns = times.ctime_ns = 1'700'000'000'000'000'000 + static_cast<int64_t>(i);
+    if (env.filesystem->GetAttr(dir.ino, &da) != 0 ||
+        env.filesystem->Lookup(dir.ino, name, &a) != ENOENT ||
+        env.filesystem->Create(c, dir.ino, name, 0644, O_CREAT | O_EXCL | O_WRONLY, &a, &fh) != 0 ||
+        env.filesystem->GetXattr(a.ino, "security.capability", 0, &v) != ENODATA ||
+        env.filesystem->Write(c, a.ino, fh, 0, data, &n) != 0 ||
+        env.filesystem->SetAttr(c, a.ino, times, &a) != 0 ||
+        env.filesystem->Flush(a.ino, fh) != 0 || env.filesystem->Release(a.ino, fh) != 0) {
+      state.SkipWithError("create failed");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_CreateSmallFileKernelSequence)->Unit(benchmark::kMicrosecond);
+
+// rsync -a per file, as root: LOOKUP (miss) of the name, LOOKUP + CREATE of
+// the temporary name, WRITE, SETATTR mtime/ctime, FLUSH, RELEASE, SETATTR
+// uid/gid, SETATTR mode, SETATTR times, RENAME over the final name.
+void BM_RsyncFileKernelSequence(benchmark::State& state) {
+  Env env;
+  const fs::Caller c{0, 0};
+  const std::string data(2000, 'x');
+  fs::Attr dir;
+  env.filesystem->Mkdir(c, fs::kRootIno, "d", 0755, &dir);
+  uint64_t i = 0;
+  for (auto _ : state) {
+    fs::Attr a, da;
+    uint64_t fh;
+    size_t n;
+    std::string name = "f";
+    name += std::to_string(i++);
+    std::string tmp = ".";
+    tmp += name;
+    tmp += ".Xa1b2c";
+    fs::SetAttrRequest times, own, mode, utimes;
+    times.mtime_ns = times.ctime_ns = 1'700'000'000'000'000'000 + static_cast<int64_t>(i);
+    own.uid = 0;
+    own.gid = 0;
+    mode.mode = 0644;
+    utimes.atime_ns = utimes.mtime_ns = 1'600'000'000'000'000'000;
+    if (env.filesystem->Lookup(dir.ino, name, &a) != ENOENT ||
+        env.filesystem->GetAttr(dir.ino, &da) != 0 ||
+        env.filesystem->Lookup(dir.ino, tmp, &a) != ENOENT ||
+        env.filesystem->Create(c, dir.ino, tmp, 0600, O_CREAT | O_EXCL | O_RDWR, &a, &fh) != 0 ||
+        env.filesystem->Write(c, a.ino, fh, 0, data, &n) != 0 ||
+        env.filesystem->SetAttr(c, a.ino, times, &a) != 0 ||
+        env.filesystem->Flush(a.ino, fh) != 0 || env.filesystem->Release(a.ino, fh) != 0 ||
+        env.filesystem->SetAttr(c, a.ino, own, &a) != 0 ||
+        env.filesystem->SetAttr(c, a.ino, mode, &a) != 0 ||
+        env.filesystem->SetAttr(c, a.ino, utimes, &a) != 0 ||
+        env.filesystem->GetAttr(dir.ino, &da) != 0 ||
+        env.filesystem->Rename(dir.ino, tmp, dir.ino, name, 0) != 0) {
+      state.SkipWithError("rsync sequence failed");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_RsyncFileKernelSequence)->Unit(benchmark::kMicrosecond);
+
 void BM_SequentialWrite(benchmark::State& state) {
   Env env;
   const fs::Caller c{0, 0};
