@@ -305,10 +305,9 @@ void Filesystem::MaybeReap(uint64_t ino) {
 
 // ---------------------------------------------------------------- attributes
 
-int Filesystem::AttrLocked(uint64_t ino, Attr* out) {
-  auto rec = meta_->GetInode(ino);
-  if (!rec.ok()) return Err(rec.status(), "getattr");
-  const InodeRecord& r = *rec;
+namespace {
+
+void ToAttr(const InodeRecord& r, Attr* out) {
   out->ino = r.ino;
   out->mode = r.mode;
   out->uid = r.uid;
@@ -322,6 +321,14 @@ int Filesystem::AttrLocked(uint64_t ino, Attr* out) {
   out->btime_ns = r.btime_ns;
   out->rdev = r.rdev;
   out->gen = r.gen;
+}
+
+}  // namespace
+
+int Filesystem::AttrLocked(uint64_t ino, Attr* out) {
+  auto rec = meta_->GetInode(ino);
+  if (!rec.ok()) return Err(rec.status(), "getattr");
+  ToAttr(*rec, out);
   return 0;
 }
 
@@ -337,6 +344,25 @@ int Filesystem::GetAttr(uint64_t ino, Attr* out) {
 int Filesystem::SetAttr(const Caller& /*c*/, uint64_t ino, const SetAttrRequest& req, Attr* out) {
   if (options_.read_only) return EROFS;
   const int64_t now = NowNs();
+  // With the write-back cache the kernel reports the times of cached writes
+  // with a setattr of mtime and ctime just before it flushes the file. For an
+  // open file they become the file's pending times, committed by its next
+  // flush together with the data they describe (one commit, not two).
+  if (req.mtime_ns && !req.size && !req.mode && !req.uid && !req.gid && !req.atime_ns) {
+    const int64_t mtime = *req.mtime_ns == SetAttrRequest::kTimeNow ? now : *req.mtime_ns;
+    const int64_t ctime =
+        req.ctime_ns ? (*req.ctime_ns == SetAttrRequest::kTimeNow ? now : *req.ctime_ns) : now;
+    std::shared_ptr<FileData> open_data;
+    {
+      std::lock_guard<std::mutex> lock(table_mu_);
+      auto it = nodes_.find(ino);
+      if (it != nodes_.end() && it->second.nopen > 0) open_data = it->second.data;
+    }
+    if (open_data && mtime != 0) {
+      open_data->SetPendingTimes(mtime, ctime);
+      return GetAttr(ino, out);
+    }
+  }
   if (req.size) {
     if (*req.size > kMaxFileSize) return EFBIG;
     InodeRecord rec;
@@ -442,7 +468,8 @@ int Filesystem::Lookup(uint64_t parent, std::string_view name, Attr* out) {
 }
 
 int Filesystem::NewNodeLocked(const Caller& c, uint64_t parent, std::string_view name,
-                              uint32_t mode, uint64_t rdev, std::string_view target, Attr* out) {
+                              uint32_t mode, uint64_t rdev, std::string_view target, Attr* out,
+                              bool defer_commit) {
   if (options_.read_only) return EROFS;
   if (int e = CheckName(name)) return e;
   auto prec = meta_->GetInode(parent);
@@ -479,10 +506,13 @@ int Filesystem::NewNodeLocked(const Caller& c, uint64_t parent, std::string_view
     p.mtime_ns = p.ctime_ns = now;
     st = meta_->UpdateInode(p);
   }
-  if (st.ok()) st = meta_->Commit();
+  if (st.ok()) st = defer_commit ? meta_->CommitLater() : meta_->Commit();
   else meta_->Rollback();
   if (!st.ok()) return Err(st, "create");
-  return AttrLocked(*ino, out);
+  r.ino = *ino;
+  r.alloc = 0;
+  ToAttr(r, out);
+  return 0;
 }
 
 int Filesystem::Mknod(const Caller& c, uint64_t parent, std::string_view name, uint32_t mode,
@@ -788,12 +818,30 @@ int Filesystem::Create(const Caller& c, uint64_t parent, std::string_view name, 
       exists = true;
       if (int e = AttrLocked(*existing, out)) return e;
       if (S_ISDIR(out->mode)) return EISDIR;
-    } else if (int e = NewNodeLocked(c, parent, name, S_IFREG | (mode & 07777), 0, {}, out)) {
+    } else if (int e = NewNodeLocked(c, parent, name, S_IFREG | (mode & 07777), 0, {}, out,
+                                     /*defer_commit=*/true)) {
+      // The new inode and entry are committed with the file's first flush
+      // (close), together with its contents and times; any other change
+      // commits them earlier.
       return e;
     }
   }
-  if (int e = Open(c, out->ino, exists ? flags : (flags & ~O_TRUNC), fh)) return e;
-  Overlay(out);
+  if (exists) {
+    if (int e = Open(c, out->ino, flags, fh)) return e;
+    Overlay(out);
+  } else {
+    // A new file is empty and inline: its FileData needs nothing stored.
+    auto data = std::make_shared<FileData>(out->ino, slice_size_, 0, std::string(),
+                                           std::vector<ExtentRecord>(),
+                                           static_cast<FileDataBackend*>(this),
+                                           options_.dirty_max, &writeback_);
+    std::lock_guard<std::mutex> lock(table_mu_);
+    Node& node = nodes_[out->ino];
+    if (!node.data) node.data = std::move(data);
+    node.nopen++;
+    *fh = next_fh_++;
+    handles_[*fh] = Handle{out->ino, flags & ~O_TRUNC, false};
+  }
   AddLookup(out->ino);
   return 0;
 }
@@ -912,9 +960,15 @@ int Filesystem::Write(const Caller& c, uint64_t ino, uint64_t fh, uint64_t off,
 }
 
 int Filesystem::Flush(uint64_t ino, uint64_t /*fh*/) {
-  auto data = DataOf(ino);
-  if (!data || options_.read_only) return 0;
-  Status st = data->Flush(false);
+  if (options_.read_only) return 0;
+  if (auto data = DataOf(ino)) {
+    Status st = data->Flush(false);
+    if (!st.ok()) return Err(st, "flush");
+  }
+  // close(2) returns with everything committed, also a create whose commit
+  // was deferred and a file with nothing to write.
+  std::lock_guard<std::mutex> lock(meta_mu_);
+  Status st = meta_->CommitPending();
   return st.ok() ? 0 : Err(st, "flush");
 }
 
@@ -1161,6 +1215,11 @@ Status Filesystem::FlushAll(bool durable) {
   Status first;
   for (auto& f : files) {
     Status st = f->Flush(false);
+    if (!st.ok() && first.ok()) first = st;
+  }
+  if (meta_) {  // null when Open failed
+    std::lock_guard<std::mutex> lock(meta_mu_);
+    Status st = meta_->CommitPending();
     if (!st.ok() && first.ok()) first = st;
   }
   if (durable) {

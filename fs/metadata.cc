@@ -92,6 +92,7 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const Options& option
 }
 
 MetadataStore::~MetadataStore() {
+  (void)CommitPending();  // closing would roll deferred work back
   for (auto& [sql, st] : stmts_) sqlite3_finalize(st);
   sqlite3_close(db_);
 }
@@ -225,27 +226,67 @@ Status MetadataStore::Init(const Options& options) {
 }
 
 Status MetadataStore::Begin() {
-  MESHFS_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  in_txn_ = true;
+  if (pending_) {
+    MESHFS_RETURN_IF_ERROR(Exec("SAVEPOINT op"));
+    nested_ = true;
+  } else {
+    MESHFS_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  }
+  in_op_ = true;
   return Status::OK();
 }
 
 Status MetadataStore::Commit(bool durable) {
-  Status st = Exec("COMMIT");
-  if (!st.ok()) Rollback();
-  in_txn_ = false;
+  Status st;
+  if (nested_) st = Exec("RELEASE op");
+  if (st.ok()) st = Exec("COMMIT");
+  in_op_ = nested_ = false;
+  if (!st.ok()) {
+    Rollback();
+    return st;
+  }
+  pending_ = false;
   // The safety level cannot change inside a transaction: a durable commit is
   // an ordinary one followed by a synchronous write that syncs the WAL.
-  if (st.ok() && durable) st = Sync();
+  if (durable) st = Sync();
   return st;
 }
 
+Status MetadataStore::CommitLater() {
+  Status st;
+  if (nested_) st = Exec("RELEASE op");
+  in_op_ = nested_ = false;
+  if (!st.ok()) {
+    Rollback();
+    return st;
+  }
+  pending_ = true;
+  return Status::OK();
+}
+
 void MetadataStore::Rollback() {
+  if (nested_) {
+    // Undo this operation only; the deferred work before it is kept.
+    nested_ = in_op_ = false;
+    if (Exec("ROLLBACK TO op").ok() && Exec("RELEASE op").ok()) {
+      (void)CommitPending();
+      return;
+    }
+  }
   if (sqlite3_get_autocommit(db_) == 0) (void)Exec("ROLLBACK");
-  in_txn_ = false;
+  in_op_ = nested_ = pending_ = false;
+}
+
+Status MetadataStore::CommitPending() {
+  if (!pending_ || in_op_) return Status::OK();
+  Status st = Exec("COMMIT");
+  if (!st.ok() && sqlite3_get_autocommit(db_) == 0) (void)Exec("ROLLBACK");
+  pending_ = false;
+  return st;
 }
 
 Status MetadataStore::Sync() {
+  MESHFS_RETURN_IF_ERROR(CommitPending());
   MESHFS_RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL"));
   Status st = Exec("INSERT OR REPLACE INTO meta(key, value) VALUES('last_sync', strftime('%s','now'))");
   (void)Exec("PRAGMA synchronous=NORMAL");

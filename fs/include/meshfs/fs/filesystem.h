@@ -231,8 +231,9 @@ class Filesystem final : private FileDataBackend {
 
   // REQUIRES: meta_mu_ held.
   int AttrLocked(uint64_t ino, Attr* out);
+  // `defer_commit`: leave the transaction open (MetadataStore::CommitLater).
   int NewNodeLocked(const Caller& c, uint64_t parent, std::string_view name, uint32_t mode,
-                    uint64_t rdev, std::string_view target, Attr* out);
+                    uint64_t rdev, std::string_view target, Attr* out, bool defer_commit = false);
   int DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_orphan);
   int TouchDirLocked(uint64_t dir, int64_t now);
   // Overlays open-file state (size, times, blocks) onto `a`.
