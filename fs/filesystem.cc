@@ -325,6 +325,14 @@ void ToAttr(const InodeRecord& r, Attr* out) {
 
 }  // namespace
 
+bool Filesystem::PendingCreateLocked(uint64_t ino) {
+  if (!meta_->has_pending()) {
+    uncommitted_creates_.clear();
+    return false;
+  }
+  return uncommitted_creates_.count(ino) > 0;
+}
+
 int Filesystem::AttrLocked(uint64_t ino, Attr* out) {
   auto rec = meta_->GetInode(ino);
   if (!rec.ok()) return Err(rec.status(), "getattr");
@@ -424,13 +432,25 @@ int Filesystem::SetAttr(const Caller& /*c*/, uint64_t ino, const SetAttrRequest&
           if (!req.mtime_ns) rec.mtime_ns = fresh->mtime_ns;
         }
       }
+      // Committed with the next change, flush or fsync instead of now: a
+      // change to a file whose create is not committed yet either (rsync's
+      // fchmod of its new temporary file), and the ctime refresh the kernel
+      // sends after a rename (mtime as stored, ctime a moment after ours).
+      const bool defer =
+          !req.size && (PendingCreateLocked(ino) ||
+                        (!req.mode && !req.uid && !req.gid && !req.atime_ns &&
+                         rec.mtime_ns == r->mtime_ns));
       Status st = meta_->Begin();
       if (st.ok()) st = meta_->UpdateInode(rec);
-      if (st.ok()) st = meta_->Commit();
+      if (st.ok()) st = defer ? meta_->CommitLater() : meta_->Commit();
       else meta_->Rollback();
       if (!st.ok()) return Err(st, "setattr");
     }
-    if (int e = AttrLocked(ino, out)) return e;
+    if (req.size) {
+      if (int e = AttrLocked(ino, out)) return e;
+    } else {
+      ToAttr(rec, out);  // rec.alloc as read above: the stored bytes did not change
+    }
   }
   if (explicit_mtime) {
     if (auto data = DataOf(ino)) data->ClearPendingTimes();
@@ -445,20 +465,28 @@ int Filesystem::Lookup(uint64_t parent, std::string_view name, Attr* out) {
   if (name.size() > kNameMax) return ENAMETOOLONG;
   {
     std::lock_guard<std::mutex> lock(meta_mu_);
-    auto prec = meta_->GetInode(parent);
-    if (!prec.ok()) return Err(prec.status(), "lookup");
-    if (!S_ISDIR(prec->mode)) return ENOTDIR;
     uint64_t ino;
-    if (name == ".") {
+    if (name == "." || name == "..") {
+      auto prec = meta_->GetInode(parent);
+      if (!prec.ok()) return Err(prec.status(), "lookup");
+      if (!S_ISDIR(prec->mode)) return ENOTDIR;
       ino = parent;
-    } else if (name == "..") {
-      auto p = meta_->ParentOf(parent);
-      if (!p.ok()) return Err(p.status(), "lookup");
-      ino = *p;
+      if (name == "..") {
+        auto p = meta_->ParentOf(parent);
+        if (!p.ok()) return Err(p.status(), "lookup");
+        ino = *p;
+      }
     } else {
       auto r = meta_->Lookup(parent, name);
-      if (!r.ok()) return r.status().Is(Code::kNotFound) ? ENOENT : Err(r.status(), "lookup");
-      ino = *r;
+      if (r.ok()) {
+        ino = *r;  // only a directory has entries: no need to read the parent
+      } else if (!r.status().Is(Code::kNotFound)) {
+        return Err(r.status(), "lookup");
+      } else {
+        auto prec = meta_->GetInode(parent);
+        if (!prec.ok()) return Err(prec.status(), "lookup");
+        return S_ISDIR(prec->mode) ? ENOENT : ENOTDIR;
+      }
     }
     if (int e = AttrLocked(ino, out)) return e;
   }
@@ -824,6 +852,9 @@ int Filesystem::Create(const Caller& c, uint64_t parent, std::string_view name, 
       // (close), together with its contents and times; any other change
       // commits them earlier.
       return e;
+    } else {
+      if (!meta_->has_pending()) uncommitted_creates_.clear();
+      uncommitted_creates_.insert(out->ino);
     }
   }
   if (exists) {

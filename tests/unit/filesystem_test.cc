@@ -338,6 +338,54 @@ TEST_F(FilesystemTest, WriteTimesOfAnOpenFileAreCommittedByItsFlush) {
   EXPECT_EQ(Get(ino).mtime_ns, *mtime_only.mtime_ns);
 }
 
+// rsync's fchmod of the temporary file it just created joins the create's
+// deferred commit; the kernel's ctime refresh after a rename (mtime as
+// stored) is committed with the next change. Both are visible at once.
+TEST_F(FilesystemTest, SetattrOfAnUncommittedFileAndCtimeRefreshAreDeferred) {
+  Attr a, d;
+  uint64_t fh = 0;
+  ASSERT_EQ(fs_->Create(kRoot, kRootIno, ".tmp", 0600, O_RDWR | O_CREAT | O_EXCL, &a, &fh), 0);
+  SetAttrRequest chmod;
+  chmod.mode = 0604;
+  ASSERT_EQ(fs_->SetAttr(kRoot, a.ino, chmod, &a), 0);
+  EXPECT_EQ(a.mode & 07777, 0604u);
+  EXPECT_TRUE(OnDisk()->Lookup(kRootIno, ".tmp").status().Is(Code::kNotFound));
+  size_t n = 0;
+  ASSERT_EQ(fs_->Write(kRoot, a.ino, fh, 0, "data", &n), 0);
+  ASSERT_EQ(fs_->Flush(a.ino, fh), 0);
+  ASSERT_EQ(fs_->Release(a.ino, fh), 0);
+  {
+    auto disk = OnDisk();
+    ASSERT_NE(disk, nullptr);
+    auto rec = disk->GetInode(a.ino);
+    ASSERT_TRUE(rec.ok());
+    EXPECT_EQ(rec->mode & 07777, 0604u);
+    EXPECT_EQ(rec->size, 4u);
+  }
+  // Once the file is committed, a chmod commits at once.
+  chmod.mode = 0644;
+  ASSERT_EQ(fs_->SetAttr(kRoot, a.ino, chmod, &a), 0);
+  EXPECT_EQ(OnDisk()->GetInode(a.ino)->mode & 07777, 0644u);
+  clock_.Advance(1000);
+  ASSERT_EQ(fs_->Rename(kRootIno, ".tmp", kRootIno, "final", 0), 0);
+  const int64_t renamed_ctime = Get(a.ino).ctime_ns;
+  EXPECT_EQ(OnDisk()->GetInode(a.ino)->ctime_ns, renamed_ctime);
+  SetAttrRequest refresh;
+  refresh.mtime_ns = Get(a.ino).mtime_ns;
+  refresh.ctime_ns = renamed_ctime + 5;
+  ASSERT_EQ(fs_->SetAttr(kRoot, a.ino, refresh, &a), 0);
+  EXPECT_EQ(a.ctime_ns, renamed_ctime + 5);
+  EXPECT_EQ(Get(a.ino).ctime_ns, renamed_ctime + 5);
+  EXPECT_EQ(OnDisk()->GetInode(a.ino)->ctime_ns, renamed_ctime);
+  ASSERT_EQ(fs_->Mkdir(kRoot, kRootIno, "next", 0755, &d), 0);
+  EXPECT_EQ(OnDisk()->GetInode(a.ino)->ctime_ns, renamed_ctime + 5);
+  // A new mtime is not a refresh: committed at once.
+  SetAttrRequest touch;
+  touch.mtime_ns = 1'400'000'000'000'000'000;
+  ASSERT_EQ(fs_->SetAttr(kRoot, a.ino, touch, &a), 0);
+  EXPECT_EQ(OnDisk()->GetInode(a.ino)->mtime_ns, *touch.mtime_ns);
+}
+
 TEST_F(FilesystemTest, CreateAndNameErrors) {
   MakeFile(kRootIno, "a", "x");
   Attr a;

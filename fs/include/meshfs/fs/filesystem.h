@@ -231,6 +231,8 @@ class Filesystem final : private FileDataBackend {
 
   // REQUIRES: meta_mu_ held.
   int AttrLocked(uint64_t ino, Attr* out);
+  // Whether `ino` was created by a transaction that is still not committed.
+  bool PendingCreateLocked(uint64_t ino);
   // `defer_commit`: leave the transaction open (MetadataStore::CommitLater).
   int NewNodeLocked(const Caller& c, uint64_t parent, std::string_view name, uint32_t mode,
                     uint64_t rdev, std::string_view target, Attr* out, bool defer_commit = false);
@@ -260,6 +262,9 @@ class Filesystem final : private FileDataBackend {
 
   std::mutex meta_mu_;  // guards meta_ (and every transaction)
   std::unique_ptr<MetadataStore> meta_;
+  // Files created since the last commit (meaningful while meta_ has pending
+  // work; cleared lazily).
+  std::unordered_set<uint64_t> uncommitted_creates_;
 
   std::mutex table_mu_;  // leaf lock: guards nodes_, handles_, next_fh_
   std::unordered_map<uint64_t, Node> nodes_;
