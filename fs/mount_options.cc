@@ -148,7 +148,9 @@ std::string MountOptionsHelp() {
                       total (default 64M)
   memory_cache=SIZE   in-memory cache of decrypted slices (default 128M)
   attr_timeout=S, entry_timeout=S
-                      how long the kernel caches attributes/names (default 1)
+                      how long the kernel caches attributes/names, also
+                      failed lookups (default 3600; the mount is the only
+                      writer of its metadata, so the cache cannot go stale)
   no_writeback_cache  disable the kernel's write-back cache
   nosuid, nodev, noexec, noatime, relatime, sync, dirsync, auto_unmount, ...
                       standard options, passed to FUSE
