@@ -811,10 +811,10 @@ int Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_pare
         bool orphan = false;
         e = DropLinkLocked(*dst, *drec, &orphan);
       }
-    } else if (!(st = meta_->InsertDentry(new_parent, new_name, *src)).ok()) {
-      fail(st);
+      if (e == 0 && !(st = meta_->DeleteDentry(parent, name)).ok()) fail(st);
+    } else if (!(st = meta_->MoveDentry(parent, name, new_parent, new_name)).ok()) {
+      fail(st);  // a new name: the entry itself moves (and keeps its readdir position)
     }
-    if (e == 0 && !(st = meta_->DeleteDentry(parent, name)).ok()) fail(st);
     if (e == 0 && !(st = meta_->UpdateInode(s)).ok()) fail(st);
     if (sdir && parent != new_parent) {
       p.nlink--;

@@ -445,6 +445,25 @@ Status MetadataStore::RepointDentry(uint64_t parent, std::string_view name, uint
   return Status::OK();
 }
 
+Status MetadataStore::MoveDentry(uint64_t parent, std::string_view name, uint64_t new_parent,
+                                 std::string_view new_name) {
+  MESHFS_ASSIGN_OR_RETURN(
+      sqlite3_stmt * st,
+      Prep("UPDATE dentries SET parent = ?, name = ? WHERE parent = ? AND name = ?"));
+  sqlite3_bind_int64(st, 1, ToI64(new_parent));
+  BindBlob(st, 2, new_name);
+  sqlite3_bind_int64(st, 3, ToI64(parent));
+  BindBlob(st, 4, name);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_CONSTRAINT) {
+    sqlite3_reset(st);
+    return Status::AlreadyExists("entry exists");
+  }
+  if (rc != SQLITE_DONE) return Error("move entry");
+  if (sqlite3_changes(db_) == 0) return Status::NotFound("no such entry");
+  return Status::OK();
+}
+
 Result<bool> MetadataStore::DirIsEmpty(uint64_t dir) {
   MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
                           Prep("SELECT 1 FROM dentries WHERE parent = ? LIMIT 1"));

@@ -386,6 +386,27 @@ TEST_F(FilesystemTest, SetattrOfAnUncommittedFileAndCtimeRefreshAreDeferred) {
   EXPECT_EQ(OnDisk()->GetInode(a.ino)->mtime_ns, *touch.mtime_ns);
 }
 
+// Renaming to a new name moves the entry itself: a directory listing keeps
+// its position (a listing in progress sees it once, not under both names).
+TEST_F(FilesystemTest, RenameToANewNameKeepsTheListingPosition) {
+  MakeFile(kRootIno, "a", "1");
+  MakeFile(kRootIno, "b", "2");
+  MakeFile(kRootIno, "c", "3");
+  uint64_t d = MakeDir(kRootIno, "d");
+  ASSERT_EQ(fs_->Rename(kRootIno, "a", kRootIno, "z", 0), 0);
+  EXPECT_EQ(List(kRootIno), (std::vector<std::string>{".", "..", "z", "b", "c", "d"}));
+  ASSERT_EQ(fs_->Rename(kRootIno, "z", d, "moved", 0), 0);
+  EXPECT_EQ(List(d), (std::vector<std::string>{".", "..", "moved"}));
+  EXPECT_EQ(ReadAll(Ino(d, "moved")), "1");
+  // Over an existing name the target entry is reused.
+  ASSERT_EQ(fs_->Rename(kRootIno, "b", kRootIno, "c", 0), 0);
+  EXPECT_EQ(List(kRootIno), (std::vector<std::string>{".", "..", "c", "d"}));
+  EXPECT_EQ(ReadAll(Ino(kRootIno, "c")), "2");
+  Remount();
+  EXPECT_EQ(ReadAll(Ino(d, "moved")), "1");
+  EXPECT_EQ(List(kRootIno), (std::vector<std::string>{".", "..", "c", "d"}));
+}
+
 TEST_F(FilesystemTest, CreateAndNameErrors) {
   MakeFile(kRootIno, "a", "x");
   Attr a;

@@ -206,6 +206,42 @@ TEST_F(MetadataTest, SyncCommitPendingAndCloseCommitDeferredWork) {
   EXPECT_TRUE(m_->Lookup(kRootIno, "closed").ok());
 }
 
+TEST_F(MetadataTest, MoveDentryKeepsTheCookie) {
+  ASSERT_TRUE(m_->Begin().ok());
+  uint64_t a = InsertDir(m_.get(), "a");
+  uint64_t b = InsertDir(m_.get(), "b");
+  InsertDir(m_.get(), "c");
+  ASSERT_TRUE(m_->Commit().ok());
+  auto cookies = [&](uint64_t dir) {
+    std::vector<std::pair<uint64_t, std::string>> out;
+    EXPECT_TRUE(m_->ListDir(dir, 0, [&](const DirEntryRecord& e) {
+      out.emplace_back(e.cookie, e.name);
+      return true;
+    }).ok());
+    return out;
+  };
+  auto before = cookies(kRootIno);
+  ASSERT_EQ(before.size(), 3u);
+  ASSERT_TRUE(m_->Begin().ok());
+  ASSERT_TRUE(m_->MoveDentry(kRootIno, "a", kRootIno, "z").ok());
+  ASSERT_TRUE(m_->Commit().ok());
+  auto after = cookies(kRootIno);
+  ASSERT_EQ(after.size(), 3u);
+  EXPECT_EQ(after[0].first, before[0].first);
+  EXPECT_EQ(after[0].second, "z");
+  EXPECT_EQ(*m_->Lookup(kRootIno, "z"), a);
+  EXPECT_TRUE(m_->Lookup(kRootIno, "a").status().Is(Code::kNotFound));
+  // Into another directory: its parent changes too.
+  ASSERT_TRUE(m_->MoveDentry(kRootIno, "z", b, "inner").ok());
+  EXPECT_EQ(*m_->Lookup(b, "inner"), a);
+  EXPECT_EQ(*m_->ParentOf(a), b);
+  EXPECT_EQ(cookies(b).size(), 1u);
+  // A taken name, a missing entry.
+  EXPECT_TRUE(m_->MoveDentry(kRootIno, "b", kRootIno, "c").Is(Code::kAlreadyExists));
+  EXPECT_TRUE(m_->MoveDentry(kRootIno, "missing", kRootIno, "x").Is(Code::kNotFound));
+  EXPECT_EQ(*m_->Lookup(kRootIno, "b"), b);
+}
+
 TEST_F(MetadataTest, ListDirResumesByCookie) {
   ASSERT_TRUE(m_->Begin().ok());
   for (int i = 0; i < 50; ++i) {

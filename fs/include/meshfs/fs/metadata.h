@@ -139,6 +139,11 @@ class MetadataStore final {
   Status DeleteDentry(uint64_t parent, std::string_view name);
   // Points an existing entry at another inode (keeps its cookie).
   Status RepointDentry(uint64_t parent, std::string_view name, uint64_t ino);
+  // Gives an existing entry another parent and name, keeping its cookie (one
+  // row updated, not a delete and an insert). AlreadyExists if the new name
+  // is taken; NotFound if there is no such entry.
+  Status MoveDentry(uint64_t parent, std::string_view name, uint64_t new_parent,
+                    std::string_view new_name);
   Result<bool> DirIsEmpty(uint64_t dir);
   // The directory holding directory `dir` (root: itself). NotFound if none.
   Result<uint64_t> ParentOf(uint64_t dir);
