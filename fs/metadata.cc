@@ -117,6 +117,14 @@ Status MetadataStore::Exec(const char* sql) {
   return Status::OK();
 }
 
+Status MetadataStore::Run(const char* sql) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prep(sql));
+  int rc = sqlite3_step(st);
+  Status out = rc == SQLITE_DONE ? Status::OK() : Error(sql);
+  sqlite3_reset(st);
+  return out;
+}
+
 Result<sqlite3_stmt*> MetadataStore::Prep(const char* sql) {
   auto it = stmts_.find(sql);
   if (it != stmts_.end()) {
@@ -227,10 +235,10 @@ Status MetadataStore::Init(const Options& options) {
 
 Status MetadataStore::Begin() {
   if (pending_) {
-    MESHFS_RETURN_IF_ERROR(Exec("SAVEPOINT op"));
+    MESHFS_RETURN_IF_ERROR(Run("SAVEPOINT op"));
     nested_ = true;
   } else {
-    MESHFS_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    MESHFS_RETURN_IF_ERROR(Run("BEGIN IMMEDIATE"));
   }
   in_op_ = true;
   return Status::OK();
@@ -238,8 +246,8 @@ Status MetadataStore::Begin() {
 
 Status MetadataStore::Commit(bool durable) {
   Status st;
-  if (nested_) st = Exec("RELEASE op");
-  if (st.ok()) st = Exec("COMMIT");
+  if (nested_) st = Run("RELEASE op");
+  if (st.ok()) st = Run("COMMIT");
   in_op_ = nested_ = false;
   if (!st.ok()) {
     Rollback();
@@ -254,7 +262,7 @@ Status MetadataStore::Commit(bool durable) {
 
 Status MetadataStore::CommitLater() {
   Status st;
-  if (nested_) st = Exec("RELEASE op");
+  if (nested_) st = Run("RELEASE op");
   in_op_ = nested_ = false;
   if (!st.ok()) {
     Rollback();
@@ -268,19 +276,19 @@ void MetadataStore::Rollback() {
   if (nested_) {
     // Undo this operation only; the deferred work before it is kept.
     nested_ = in_op_ = false;
-    if (Exec("ROLLBACK TO op").ok() && Exec("RELEASE op").ok()) {
+    if (Run("ROLLBACK TO op").ok() && Run("RELEASE op").ok()) {
       (void)CommitPending();
       return;
     }
   }
-  if (sqlite3_get_autocommit(db_) == 0) (void)Exec("ROLLBACK");
+  if (sqlite3_get_autocommit(db_) == 0) (void)Run("ROLLBACK");
   in_op_ = nested_ = pending_ = false;
 }
 
 Status MetadataStore::CommitPending() {
   if (!pending_ || in_op_) return Status::OK();
-  Status st = Exec("COMMIT");
-  if (!st.ok() && sqlite3_get_autocommit(db_) == 0) (void)Exec("ROLLBACK");
+  Status st = Run("COMMIT");
+  if (!st.ok() && sqlite3_get_autocommit(db_) == 0) (void)Run("ROLLBACK");
   pending_ = false;
   return st;
 }

@@ -170,6 +170,9 @@ class MetadataStore final {
  private:
   explicit MetadataStore(sqlite3* db) : db_(db) {}
   Status Exec(const char* sql);
+  // Runs a statement without results through the statement cache
+  // (transaction control: BEGIN, COMMIT, SAVEPOINT, ...).
+  Status Run(const char* sql);
   // Returns the cached prepared statement for `sql` (reset, bindings cleared).
   Result<sqlite3_stmt*> Prep(const char* sql);
   Status Error(std::string_view what) const;
