@@ -857,22 +857,8 @@ int Filesystem::Create(const Caller& c, uint64_t parent, std::string_view name, 
       uncommitted_creates_.insert(out->ino);
     }
   }
-  if (exists) {
-    if (int e = Open(c, out->ino, flags, fh)) return e;
-    Overlay(out);
-  } else {
-    // A new file is empty and inline: its FileData needs nothing stored.
-    auto data = std::make_shared<FileData>(out->ino, slice_size_, 0, std::string(),
-                                           std::vector<ExtentRecord>(),
-                                           static_cast<FileDataBackend*>(this),
-                                           options_.dirty_max, &writeback_);
-    std::lock_guard<std::mutex> lock(table_mu_);
-    Node& node = nodes_[out->ino];
-    if (!node.data) node.data = std::move(data);
-    node.nopen++;
-    *fh = next_fh_++;
-    handles_[*fh] = Handle{out->ino, flags & ~O_TRUNC, false};
-  }
+  if (int e = Open(c, out->ino, exists ? flags : (flags & ~O_TRUNC), fh)) return e;
+  Overlay(out);
   AddLookup(out->ino);
   return 0;
 }
