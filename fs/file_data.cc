@@ -528,6 +528,13 @@ void FileData::ClearPendingTimes() {
   times_dirty_ = false;
 }
 
+void FileData::SetPendingTimes(int64_t mtime_ns, int64_t ctime_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  mtime_ns_ = mtime_ns;
+  ctime_ns_ = ctime_ns;
+  meta_dirty_ = times_dirty_ = true;
+}
+
 uint64_t FileData::dirty_bytes() {
   std::lock_guard<std::mutex> lock(mu_);
   return dirty_bytes_;

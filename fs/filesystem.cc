@@ -335,10 +335,9 @@ void Filesystem::MaybeReap(uint64_t ino) {
 
 // ---------------------------------------------------------------- attributes
 
-int Filesystem::AttrLocked(uint64_t ino, Attr* out) {
-  auto rec = meta_->GetInode(ino);
-  if (!rec.ok()) return Err(rec.status(), "getattr");
-  const InodeRecord& r = *rec;
+namespace {
+
+void ToAttr(const InodeRecord& r, Attr* out) {
   out->ino = r.ino;
   out->mode = r.mode;
   out->uid = r.uid;
@@ -352,6 +351,22 @@ int Filesystem::AttrLocked(uint64_t ino, Attr* out) {
   out->btime_ns = r.btime_ns;
   out->rdev = r.rdev;
   out->gen = r.gen;
+}
+
+}  // namespace
+
+bool Filesystem::PendingCreateLocked(uint64_t ino) {
+  if (!meta_->has_pending()) {
+    uncommitted_creates_.clear();
+    return false;
+  }
+  return uncommitted_creates_.count(ino) > 0;
+}
+
+int Filesystem::AttrLocked(uint64_t ino, Attr* out) {
+  auto rec = meta_->GetInode(ino);
+  if (!rec.ok()) return Err(rec.status(), "getattr");
+  ToAttr(*rec, out);
   return 0;
 }
 
@@ -370,6 +385,25 @@ int Filesystem::SetAttr(const Caller& /*c*/, uint64_t ino, const SetAttrRequest&
   {
     std::lock_guard<std::mutex> lock(table_mu_);
     if (auto it = nodes_.find(ino); it != nodes_.end()) it->second.atime_checked_until_ns = 0;
+  }
+  // With the write-back cache the kernel reports the times of cached writes
+  // with a setattr of mtime and ctime just before it flushes the file. For an
+  // open file they become the file's pending times, committed by its next
+  // flush together with the data they describe (one commit, not two).
+  if (req.mtime_ns && !req.size && !req.mode && !req.uid && !req.gid && !req.atime_ns) {
+    const int64_t mtime = *req.mtime_ns == SetAttrRequest::kTimeNow ? now : *req.mtime_ns;
+    const int64_t ctime =
+        req.ctime_ns ? (*req.ctime_ns == SetAttrRequest::kTimeNow ? now : *req.ctime_ns) : now;
+    std::shared_ptr<FileData> open_data;
+    {
+      std::lock_guard<std::mutex> lock(table_mu_);
+      auto it = nodes_.find(ino);
+      if (it != nodes_.end() && it->second.nopen > 0) open_data = it->second.data;
+    }
+    if (open_data && mtime != 0) {
+      open_data->SetPendingTimes(mtime, ctime);
+      return GetAttr(ino, out);
+    }
   }
   if (req.size) {
     if (*req.size > kMaxFileSize) return EFBIG;
@@ -449,13 +483,25 @@ int Filesystem::SetAttr(const Caller& /*c*/, uint64_t ino, const SetAttrRequest&
           if (!req.mtime_ns) rec.mtime_ns = fresh->mtime_ns;
         }
       }
+      // Committed with the next change, flush or fsync instead of now: a
+      // change to a file whose create is not committed yet either (rsync's
+      // fchmod of its new temporary file), and the ctime refresh the kernel
+      // sends after a rename (mtime as stored, ctime a moment after ours).
+      const bool defer =
+          !req.size && (PendingCreateLocked(ino) ||
+                        (!req.mode && !req.uid && !req.gid && !req.atime_ns &&
+                         rec.mtime_ns == r->mtime_ns));
       Status st = meta_->Begin();
       if (st.ok()) st = meta_->UpdateInode(rec);
-      if (st.ok()) st = meta_->Commit();
+      if (st.ok()) st = defer ? meta_->CommitLater() : meta_->Commit();
       else meta_->Rollback();
       if (!st.ok()) return Err(st, "setattr");
     }
-    if (int e = AttrLocked(ino, out)) return e;
+    if (req.size) {
+      if (int e = AttrLocked(ino, out)) return e;
+    } else {
+      ToAttr(rec, out);  // rec.alloc as read above: the stored bytes did not change
+    }
   }
   if (explicit_mtime) {
     if (auto data = DataOf(ino)) data->ClearPendingTimes();
@@ -470,20 +516,28 @@ int Filesystem::Lookup(uint64_t parent, std::string_view name, Attr* out) {
   if (name.size() > kNameMax) return ENAMETOOLONG;
   {
     std::lock_guard<std::mutex> lock(meta_mu_);
-    auto prec = meta_->GetInode(parent);
-    if (!prec.ok()) return Err(prec.status(), "lookup");
-    if (!S_ISDIR(prec->mode)) return ENOTDIR;
     uint64_t ino;
-    if (name == ".") {
+    if (name == "." || name == "..") {
+      auto prec = meta_->GetInode(parent);
+      if (!prec.ok()) return Err(prec.status(), "lookup");
+      if (!S_ISDIR(prec->mode)) return ENOTDIR;
       ino = parent;
-    } else if (name == "..") {
-      auto p = meta_->ParentOf(parent);
-      if (!p.ok()) return Err(p.status(), "lookup");
-      ino = *p;
+      if (name == "..") {
+        auto p = meta_->ParentOf(parent);
+        if (!p.ok()) return Err(p.status(), "lookup");
+        ino = *p;
+      }
     } else {
       auto r = meta_->Lookup(parent, name);
-      if (!r.ok()) return r.status().Is(Code::kNotFound) ? ENOENT : Err(r.status(), "lookup");
-      ino = *r;
+      if (r.ok()) {
+        ino = *r;  // only a directory has entries: no need to read the parent
+      } else if (!r.status().Is(Code::kNotFound)) {
+        return Err(r.status(), "lookup");
+      } else {
+        auto prec = meta_->GetInode(parent);
+        if (!prec.ok()) return Err(prec.status(), "lookup");
+        return S_ISDIR(prec->mode) ? ENOENT : ENOTDIR;
+      }
     }
     if (int e = AttrLocked(ino, out)) return e;
   }
@@ -493,7 +547,8 @@ int Filesystem::Lookup(uint64_t parent, std::string_view name, Attr* out) {
 }
 
 int Filesystem::NewNodeLocked(const Caller& c, uint64_t parent, std::string_view name,
-                              uint32_t mode, uint64_t rdev, std::string_view target, Attr* out) {
+                              uint32_t mode, uint64_t rdev, std::string_view target, Attr* out,
+                              bool defer_commit) {
   if (options_.read_only) return EROFS;
   if (int e = CheckName(name)) return e;
   auto prec = meta_->GetInode(parent);
@@ -530,10 +585,13 @@ int Filesystem::NewNodeLocked(const Caller& c, uint64_t parent, std::string_view
     p.mtime_ns = p.ctime_ns = now;
     st = meta_->UpdateInode(p);
   }
-  if (st.ok()) st = meta_->Commit();
+  if (st.ok()) st = defer_commit ? meta_->CommitLater() : meta_->Commit();
   else meta_->Rollback();
   if (!st.ok()) return Err(st, "create");
-  return AttrLocked(*ino, out);
+  r.ino = *ino;
+  r.alloc = 0;
+  ToAttr(r, out);
+  return 0;
 }
 
 int Filesystem::Mknod(const Caller& c, uint64_t parent, std::string_view name, uint32_t mode,
@@ -804,10 +862,10 @@ int Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_pare
         bool orphan = false;
         e = DropLinkLocked(*dst, *drec, &orphan);
       }
-    } else if (!(st = meta_->InsertDentry(new_parent, new_name, *src)).ok()) {
-      fail(st);
+      if (e == 0 && !(st = meta_->DeleteDentry(parent, name)).ok()) fail(st);
+    } else if (!(st = meta_->MoveDentry(parent, name, new_parent, new_name)).ok()) {
+      fail(st);  // a new name: the entry itself moves (and keeps its readdir position)
     }
-    if (e == 0 && !(st = meta_->DeleteDentry(parent, name)).ok()) fail(st);
     if (e == 0 && !(st = meta_->UpdateInode(s)).ok()) fail(st);
     if (sdir && parent != new_parent) {
       p.nlink--;
@@ -839,8 +897,15 @@ int Filesystem::Create(const Caller& c, uint64_t parent, std::string_view name, 
       exists = true;
       if (int e = AttrLocked(*existing, out)) return e;
       if (S_ISDIR(out->mode)) return EISDIR;
-    } else if (int e = NewNodeLocked(c, parent, name, S_IFREG | (mode & 07777), 0, {}, out)) {
+    } else if (int e = NewNodeLocked(c, parent, name, S_IFREG | (mode & 07777), 0, {}, out,
+                                     /*defer_commit=*/true)) {
+      // The new inode and entry are committed with the file's first flush
+      // (close), together with its contents and times; any other change
+      // commits them earlier.
       return e;
+    } else {
+      if (!meta_->has_pending()) uncommitted_creates_.clear();
+      uncommitted_creates_.insert(out->ino);
     }
   }
   if (int e = Open(c, out->ino, exists ? flags : (flags & ~O_TRUNC), fh)) return e;
@@ -1040,9 +1105,15 @@ int Filesystem::Write(const Caller& c, uint64_t ino, uint64_t fh, uint64_t off,
 }
 
 int Filesystem::Flush(uint64_t ino, uint64_t /*fh*/) {
-  auto data = DataOf(ino);
-  if (!data || options_.read_only) return 0;
-  Status st = data->Flush(false);
+  if (options_.read_only) return 0;
+  if (auto data = DataOf(ino)) {
+    Status st = data->Flush(false);
+    if (!st.ok()) return Err(st, "flush");
+  }
+  // close(2) returns with everything committed, also a create whose commit
+  // was deferred and a file with nothing to write.
+  std::lock_guard<std::mutex> lock(meta_mu_);
+  Status st = meta_->CommitPending();
   return st.ok() ? 0 : Err(st, "flush");
 }
 
@@ -1293,6 +1364,11 @@ Status Filesystem::FlushAll(bool durable) {
   Status first;
   for (auto& f : files) {
     Status st = f->Flush(false);
+    if (!st.ok() && first.ok()) first = st;
+  }
+  if (meta_) {  // null when Open failed
+    std::lock_guard<std::mutex> lock(meta_mu_);
+    Status st = meta_->CommitPending();
     if (!st.ok() && first.ok()) first = st;
   }
   if (durable) {

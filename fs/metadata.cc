@@ -92,6 +92,7 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const Options& option
 }
 
 MetadataStore::~MetadataStore() {
+  (void)CommitPending();  // closing would roll deferred work back
   for (auto& [sql, st] : stmts_) sqlite3_finalize(st);
   sqlite3_close(db_);
 }
@@ -114,6 +115,14 @@ Status MetadataStore::Exec(const char* sql) {
     return Status(st.code(), "metadata: " + msg);
   }
   return Status::OK();
+}
+
+Status MetadataStore::Run(const char* sql) {
+  MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prep(sql));
+  int rc = sqlite3_step(st);
+  Status out = rc == SQLITE_DONE ? Status::OK() : Error(sql);
+  sqlite3_reset(st);
+  return out;
 }
 
 Result<sqlite3_stmt*> MetadataStore::Prep(const char* sql) {
@@ -225,27 +234,67 @@ Status MetadataStore::Init(const Options& options) {
 }
 
 Status MetadataStore::Begin() {
-  MESHFS_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  in_txn_ = true;
+  if (pending_) {
+    MESHFS_RETURN_IF_ERROR(Run("SAVEPOINT op"));
+    nested_ = true;
+  } else {
+    MESHFS_RETURN_IF_ERROR(Run("BEGIN IMMEDIATE"));
+  }
+  in_op_ = true;
   return Status::OK();
 }
 
 Status MetadataStore::Commit(bool durable) {
-  Status st = Exec("COMMIT");
-  if (!st.ok()) Rollback();
-  in_txn_ = false;
+  Status st;
+  if (nested_) st = Run("RELEASE op");
+  if (st.ok()) st = Run("COMMIT");
+  in_op_ = nested_ = false;
+  if (!st.ok()) {
+    Rollback();
+    return st;
+  }
+  pending_ = false;
   // The safety level cannot change inside a transaction: a durable commit is
   // an ordinary one followed by a synchronous write that syncs the WAL.
-  if (st.ok() && durable) st = Sync();
+  if (durable) st = Sync();
   return st;
 }
 
+Status MetadataStore::CommitLater() {
+  Status st;
+  if (nested_) st = Run("RELEASE op");
+  in_op_ = nested_ = false;
+  if (!st.ok()) {
+    Rollback();
+    return st;
+  }
+  pending_ = true;
+  return Status::OK();
+}
+
 void MetadataStore::Rollback() {
-  if (sqlite3_get_autocommit(db_) == 0) (void)Exec("ROLLBACK");
-  in_txn_ = false;
+  if (nested_) {
+    // Undo this operation only; the deferred work before it is kept.
+    nested_ = in_op_ = false;
+    if (Run("ROLLBACK TO op").ok() && Run("RELEASE op").ok()) {
+      (void)CommitPending();
+      return;
+    }
+  }
+  if (sqlite3_get_autocommit(db_) == 0) (void)Run("ROLLBACK");
+  in_op_ = nested_ = pending_ = false;
+}
+
+Status MetadataStore::CommitPending() {
+  if (!pending_ || in_op_) return Status::OK();
+  Status st = Run("COMMIT");
+  if (!st.ok() && sqlite3_get_autocommit(db_) == 0) (void)Run("ROLLBACK");
+  pending_ = false;
+  return st;
 }
 
 Status MetadataStore::Sync() {
+  MESHFS_RETURN_IF_ERROR(CommitPending());
   MESHFS_RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL"));
   Status st = Exec("INSERT OR REPLACE INTO meta(key, value) VALUES('last_sync', strftime('%s','now'))");
   (void)Exec("PRAGMA synchronous=NORMAL");
@@ -401,6 +450,25 @@ Status MetadataStore::RepointDentry(uint64_t parent, std::string_view name, uint
   sqlite3_bind_int64(st, 2, ToI64(parent));
   BindBlob(st, 3, name);
   STEP_DONE(st, "repoint entry");
+  return Status::OK();
+}
+
+Status MetadataStore::MoveDentry(uint64_t parent, std::string_view name, uint64_t new_parent,
+                                 std::string_view new_name) {
+  MESHFS_ASSIGN_OR_RETURN(
+      sqlite3_stmt * st,
+      Prep("UPDATE dentries SET parent = ?, name = ? WHERE parent = ? AND name = ?"));
+  sqlite3_bind_int64(st, 1, ToI64(new_parent));
+  BindBlob(st, 2, new_name);
+  sqlite3_bind_int64(st, 3, ToI64(parent));
+  BindBlob(st, 4, name);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_CONSTRAINT) {
+    sqlite3_reset(st);
+    return Status::AlreadyExists("entry exists");
+  }
+  if (rc != SQLITE_DONE) return Error("move entry");
+  if (sqlite3_changes(db_) == 0) return Status::NotFound("no such entry");
   return Status::OK();
 }
 

@@ -156,7 +156,9 @@ std::string MountOptionsHelp() {
   readahead=SIZE      the kernel's read-ahead for sequential reads (default 4M;
                       0 keeps the kernel's 128K; needs root)
   attr_timeout=S, entry_timeout=S
-                      how long the kernel caches attributes/names (default 1)
+                      how long the kernel caches attributes/names, also
+                      failed lookups (default 3600; the mount is the only
+                      writer of its metadata, so the cache cannot go stale)
   no_writeback_cache  disable the kernel's write-back cache
   nosuid, nodev, noexec, noatime, relatime, sync, dirsync, auto_unmount, ...
                       standard options, passed to FUSE

@@ -133,6 +133,26 @@ class FilesystemTest : public ::testing::Test {
     return names;
   }
 
+  // The metadata as a kill -9 of the daemon would leave it now: the database
+  // and its WAL copied from disk and opened by a new store.
+  std::unique_ptr<MetadataStore> OnDisk() {
+    auto copy = dir_ / ("crash" + std::to_string(++crashes_));
+    std::filesystem::create_directories(copy);
+    for (const char* suffix : {"metadata.db", "metadata.db-wal"}) {
+      if (std::filesystem::exists(dir_ / suffix)) {
+        std::filesystem::copy_file(dir_ / suffix, copy / suffix);
+      }
+    }
+    MetadataStore::Options o;
+    o.path = copy / "metadata.db";
+    o.slice_size = kSlice;
+    o.volume_id = "test-volume";
+    auto m = MetadataStore::Open(o);
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    return m.ok() ? std::move(*m) : nullptr;
+  }
+
+  int crashes_ = 0;
   std::filesystem::path dir_;
   FakeClock clock_;
   testing::MemoryStore store_;
@@ -186,6 +206,205 @@ TEST_F(FilesystemTest, GrowingPastInlineLimitMovesToSlices) {
   EXPECT_EQ(a.size, 2u);
   Remount();
   EXPECT_EQ(ReadAll(ino), "ab");
+}
+
+// A created file goes to disk in one commit with its contents at close
+// (flush), and close leaves nothing uncommitted.
+TEST_F(FilesystemTest, CreateIsCommittedByCloseWithItsContents) {
+  Attr a;
+  uint64_t fh = 0;
+  ASSERT_EQ(fs_->Create(kUser, kRootIno, "small", 0640, O_WRONLY | O_CREAT | O_EXCL, &a, &fh), 0);
+  EXPECT_TRUE(S_ISREG(a.mode));
+  EXPECT_EQ(a.mode & 07777, 0640u);
+  EXPECT_EQ(a.uid, kUser.uid);
+  EXPECT_EQ(a.size, 0u);
+  EXPECT_EQ(a.nlink, 1u);
+  EXPECT_EQ(Ino(kRootIno, "small"), a.ino);  // visible at once
+  {
+    auto disk = OnDisk();
+    ASSERT_NE(disk, nullptr);
+    EXPECT_TRUE(disk->Lookup(kRootIno, "small").status().Is(Code::kNotFound));
+  }
+  size_t n = 0;
+  ASSERT_EQ(fs_->Write(kUser, a.ino, fh, 0, "hello", &n), 0);
+  ASSERT_EQ(fs_->Flush(a.ino, fh), 0);
+  {
+    auto disk = OnDisk();
+    ASSERT_NE(disk, nullptr);
+    auto ino = disk->Lookup(kRootIno, "small");
+    ASSERT_TRUE(ino.ok());
+    EXPECT_EQ(*ino, a.ino);
+    auto rec = disk->GetInode(a.ino);
+    ASSERT_TRUE(rec.ok());
+    EXPECT_EQ(rec->size, 5u);
+    auto inl = disk->GetInline(a.ino);
+    ASSERT_TRUE(inl.ok() && inl->has_value());
+    EXPECT_EQ(**inl, "hello");
+  }
+  ASSERT_EQ(fs_->Release(a.ino, fh), 0);
+  // An empty file closed without a write is committed too.
+  ASSERT_EQ(fs_->Create(kUser, kRootIno, "empty", 0644, O_WRONLY | O_CREAT, &a, &fh), 0);
+  ASSERT_EQ(fs_->Flush(a.ino, fh), 0);
+  auto disk = OnDisk();
+  ASSERT_NE(disk, nullptr);
+  EXPECT_TRUE(disk->Lookup(kRootIno, "empty").ok());
+  ASSERT_EQ(fs_->Release(a.ino, fh), 0);
+  Remount();
+  EXPECT_EQ(ReadAll(Ino(kRootIno, "small")), "hello");
+  EXPECT_EQ(Get(Ino(kRootIno, "empty")).size, 0u);
+}
+
+// Any other change commits a create still open, and a change that fails
+// undoes only itself.
+TEST_F(FilesystemTest, DeferredCreateIsCommittedByTheNextChange) {
+  Attr a, d;
+  uint64_t fh = 0;
+  ASSERT_EQ(fs_->Create(kRoot, kRootIno, "open", 0644, O_RDWR | O_CREAT, &a, &fh), 0);
+  EXPECT_EQ(fs_->Mkdir(kRoot, kRootIno, "open", 0755, &d), EEXIST);  // fails alone
+  EXPECT_EQ(Ino(kRootIno, "open"), a.ino);
+  ASSERT_EQ(fs_->Mkdir(kRoot, kRootIno, "dir", 0755, &d), 0);
+  auto disk = OnDisk();
+  ASSERT_NE(disk, nullptr);
+  EXPECT_TRUE(disk->Lookup(kRootIno, "open").ok());
+  EXPECT_TRUE(disk->Lookup(kRootIno, "dir").ok());
+  ASSERT_EQ(fs_->Release(a.ino, fh), 0);
+  // fsync of a file syncs the metadata with the deferred create.
+  ASSERT_EQ(fs_->Create(kRoot, d.ino, "synced", 0644, O_RDWR | O_CREAT, &a, &fh), 0);
+  ASSERT_EQ(fs_->Fsync(a.ino, fh, false), 0);
+  disk = OnDisk();
+  ASSERT_NE(disk, nullptr);
+  EXPECT_TRUE(disk->Lookup(d.ino, "synced").ok());
+  ASSERT_EQ(fs_->Release(a.ino, fh), 0);
+}
+
+// The kernel's write-back cache sends the times of cached writes as a
+// setattr of mtime/ctime before it flushes: on an open file they are
+// reported at once and committed by the flush, with the data.
+TEST_F(FilesystemTest, WriteTimesOfAnOpenFileAreCommittedByItsFlush) {
+  uint64_t ino = MakeFile(kRootIno, "f", "old");
+  const int64_t old_mtime = Get(ino).mtime_ns;
+  uint64_t fh = 0;
+  ASSERT_EQ(fs_->Open(kRoot, ino, O_WRONLY, &fh), 0);
+  size_t n = 0;
+  ASSERT_EQ(fs_->Write(kRoot, ino, fh, 0, "new", &n), 0);
+  SetAttrRequest times;
+  times.mtime_ns = 1'800'000'000'000'000'000;
+  times.ctime_ns = 1'800'000'000'000'000'001;
+  times.fh = fh;
+  Attr a;
+  ASSERT_EQ(fs_->SetAttr(kRoot, ino, times, &a), 0);
+  EXPECT_EQ(a.mtime_ns, *times.mtime_ns);
+  EXPECT_EQ(a.ctime_ns, *times.ctime_ns);
+  EXPECT_EQ(Get(ino).mtime_ns, *times.mtime_ns);
+  {
+    auto disk = OnDisk();
+    ASSERT_NE(disk, nullptr);
+    EXPECT_EQ(disk->GetInode(ino)->mtime_ns, old_mtime);
+  }
+  ASSERT_EQ(fs_->Flush(ino, fh), 0);
+  {
+    auto disk = OnDisk();
+    ASSERT_NE(disk, nullptr);
+    auto rec = disk->GetInode(ino);
+    ASSERT_TRUE(rec.ok());
+    EXPECT_EQ(rec->mtime_ns, *times.mtime_ns);
+    EXPECT_EQ(rec->ctime_ns, *times.ctime_ns);
+    EXPECT_EQ(**disk->GetInline(ino), "new");
+  }
+  // Times set while nothing else is dirty are committed by the release.
+  times.mtime_ns = 1'900'000'000'000'000'000;
+  ASSERT_EQ(fs_->SetAttr(kRoot, ino, times, &a), 0);
+  ASSERT_EQ(fs_->Release(ino, fh), 0);
+  EXPECT_EQ(Get(ino).mtime_ns, *times.mtime_ns);
+  EXPECT_EQ(OnDisk()->GetInode(ino)->mtime_ns, *times.mtime_ns);
+  // A later write sets mtime to its own time again.
+  ASSERT_EQ(fs_->Open(kRoot, ino, O_WRONLY, &fh), 0);
+  clock_.Advance(1000);
+  ASSERT_EQ(fs_->Write(kRoot, ino, fh, 0, "x", &n), 0);
+  EXPECT_EQ(Get(ino).mtime_ns, clock_.NowMicros() * 1000);
+  ASSERT_EQ(fs_->Release(ino, fh), 0);
+  // With atime (utimensat), or on a file not open, the change commits at once.
+  SetAttrRequest utimes;
+  utimes.atime_ns = utimes.mtime_ns = 1'600'000'000'000'000'000;
+  ASSERT_EQ(fs_->Open(kRoot, ino, O_WRONLY, &fh), 0);
+  ASSERT_EQ(fs_->SetAttr(kRoot, ino, utimes, &a), 0);
+  EXPECT_EQ(OnDisk()->GetInode(ino)->mtime_ns, *utimes.mtime_ns);
+  ASSERT_EQ(fs_->Release(ino, fh), 0);
+  SetAttrRequest mtime_only;
+  mtime_only.mtime_ns = 1'500'000'000'000'000'000;
+  ASSERT_EQ(fs_->SetAttr(kRoot, ino, mtime_only, &a), 0);
+  EXPECT_EQ(OnDisk()->GetInode(ino)->mtime_ns, *mtime_only.mtime_ns);
+  Remount();
+  EXPECT_EQ(Get(ino).mtime_ns, *mtime_only.mtime_ns);
+}
+
+// rsync's fchmod of the temporary file it just created joins the create's
+// deferred commit; the kernel's ctime refresh after a rename (mtime as
+// stored) is committed with the next change. Both are visible at once.
+TEST_F(FilesystemTest, SetattrOfAnUncommittedFileAndCtimeRefreshAreDeferred) {
+  Attr a, d;
+  uint64_t fh = 0;
+  ASSERT_EQ(fs_->Create(kRoot, kRootIno, ".tmp", 0600, O_RDWR | O_CREAT | O_EXCL, &a, &fh), 0);
+  SetAttrRequest chmod;
+  chmod.mode = 0604;
+  ASSERT_EQ(fs_->SetAttr(kRoot, a.ino, chmod, &a), 0);
+  EXPECT_EQ(a.mode & 07777, 0604u);
+  EXPECT_TRUE(OnDisk()->Lookup(kRootIno, ".tmp").status().Is(Code::kNotFound));
+  size_t n = 0;
+  ASSERT_EQ(fs_->Write(kRoot, a.ino, fh, 0, "data", &n), 0);
+  ASSERT_EQ(fs_->Flush(a.ino, fh), 0);
+  ASSERT_EQ(fs_->Release(a.ino, fh), 0);
+  {
+    auto disk = OnDisk();
+    ASSERT_NE(disk, nullptr);
+    auto rec = disk->GetInode(a.ino);
+    ASSERT_TRUE(rec.ok());
+    EXPECT_EQ(rec->mode & 07777, 0604u);
+    EXPECT_EQ(rec->size, 4u);
+  }
+  // Once the file is committed, a chmod commits at once.
+  chmod.mode = 0644;
+  ASSERT_EQ(fs_->SetAttr(kRoot, a.ino, chmod, &a), 0);
+  EXPECT_EQ(OnDisk()->GetInode(a.ino)->mode & 07777, 0644u);
+  clock_.Advance(1000);
+  ASSERT_EQ(fs_->Rename(kRootIno, ".tmp", kRootIno, "final", 0), 0);
+  const int64_t renamed_ctime = Get(a.ino).ctime_ns;
+  EXPECT_EQ(OnDisk()->GetInode(a.ino)->ctime_ns, renamed_ctime);
+  SetAttrRequest refresh;
+  refresh.mtime_ns = Get(a.ino).mtime_ns;
+  refresh.ctime_ns = renamed_ctime + 5;
+  ASSERT_EQ(fs_->SetAttr(kRoot, a.ino, refresh, &a), 0);
+  EXPECT_EQ(a.ctime_ns, renamed_ctime + 5);
+  EXPECT_EQ(Get(a.ino).ctime_ns, renamed_ctime + 5);
+  EXPECT_EQ(OnDisk()->GetInode(a.ino)->ctime_ns, renamed_ctime);
+  ASSERT_EQ(fs_->Mkdir(kRoot, kRootIno, "next", 0755, &d), 0);
+  EXPECT_EQ(OnDisk()->GetInode(a.ino)->ctime_ns, renamed_ctime + 5);
+  // A new mtime is not a refresh: committed at once.
+  SetAttrRequest touch;
+  touch.mtime_ns = 1'400'000'000'000'000'000;
+  ASSERT_EQ(fs_->SetAttr(kRoot, a.ino, touch, &a), 0);
+  EXPECT_EQ(OnDisk()->GetInode(a.ino)->mtime_ns, *touch.mtime_ns);
+}
+
+// Renaming to a new name moves the entry itself: a directory listing keeps
+// its position (a listing in progress sees it once, not under both names).
+TEST_F(FilesystemTest, RenameToANewNameKeepsTheListingPosition) {
+  MakeFile(kRootIno, "a", "1");
+  MakeFile(kRootIno, "b", "2");
+  MakeFile(kRootIno, "c", "3");
+  uint64_t d = MakeDir(kRootIno, "d");
+  ASSERT_EQ(fs_->Rename(kRootIno, "a", kRootIno, "z", 0), 0);
+  EXPECT_EQ(List(kRootIno), (std::vector<std::string>{".", "..", "z", "b", "c", "d"}));
+  ASSERT_EQ(fs_->Rename(kRootIno, "z", d, "moved", 0), 0);
+  EXPECT_EQ(List(d), (std::vector<std::string>{".", "..", "moved"}));
+  EXPECT_EQ(ReadAll(Ino(d, "moved")), "1");
+  // Over an existing name the target entry is reused.
+  ASSERT_EQ(fs_->Rename(kRootIno, "b", kRootIno, "c", 0), 0);
+  EXPECT_EQ(List(kRootIno), (std::vector<std::string>{".", "..", "c", "d"}));
+  EXPECT_EQ(ReadAll(Ino(kRootIno, "c")), "2");
+  Remount();
+  EXPECT_EQ(ReadAll(Ino(d, "moved")), "1");
+  EXPECT_EQ(List(kRootIno), (std::vector<std::string>{".", "..", "c", "d"}));
 }
 
 TEST_F(FilesystemTest, CreateAndNameErrors) {

@@ -106,6 +106,142 @@ TEST_F(MetadataTest, RollbackLeavesNothing) {
   EXPECT_TRUE(m_->GetInode(*ino).status().Is(Code::kNotFound));
 }
 
+// What a kill -9 of the process would leave: the database and its WAL as
+// they are on disk now, opened by a new store.
+std::unique_ptr<MetadataStore> OnDiskCopy(const MetadataStore::Options& live,
+                                          const std::filesystem::path& dir) {
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  for (const char* suffix : {"", "-wal"}) {
+    std::filesystem::path from = live.path.string() + suffix;
+    if (std::filesystem::exists(from)) {
+      std::filesystem::copy_file(from, dir / (live.path.filename().string() + suffix));
+    }
+  }
+  MetadataStore::Options o = live;
+  o.path = dir / live.path.filename();
+  auto m = MetadataStore::Open(o);
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  return m.ok() ? std::move(*m) : nullptr;
+}
+
+uint64_t InsertDir(MetadataStore* m, std::string_view name) {
+  InodeRecord r;
+  r.mode = S_IFDIR | 0755;
+  r.nlink = 2;
+  auto ino = m->InsertInode(r);
+  EXPECT_TRUE(ino.ok());
+  EXPECT_TRUE(m->InsertDentry(kRootIno, name, *ino).ok());
+  return *ino;
+}
+
+TEST_F(MetadataTest, DeferredWorkIsCommittedWithTheNextOperation) {
+  ASSERT_TRUE(m_->Begin().ok());
+  InsertDir(m_.get(), "a");
+  ASSERT_TRUE(m_->CommitLater().ok());
+  EXPECT_TRUE(m_->has_pending());
+  EXPECT_TRUE(m_->Lookup(kRootIno, "a").ok());  // visible to this store at once
+  {
+    auto disk = OnDiskCopy(Opts(), dir_ / "crash1");
+    ASSERT_NE(disk, nullptr);
+    EXPECT_TRUE(disk->Lookup(kRootIno, "a").status().Is(Code::kNotFound));
+  }
+  ASSERT_TRUE(m_->Begin().ok());
+  InsertDir(m_.get(), "b");
+  ASSERT_TRUE(m_->Commit().ok());
+  EXPECT_FALSE(m_->has_pending());
+  auto disk = OnDiskCopy(Opts(), dir_ / "crash2");
+  ASSERT_NE(disk, nullptr);
+  EXPECT_TRUE(disk->Lookup(kRootIno, "a").ok());
+  EXPECT_TRUE(disk->Lookup(kRootIno, "b").ok());
+}
+
+TEST_F(MetadataTest, RollbackUndoesOnlyItsOwnOperationAndCommitsDeferredWork) {
+  ASSERT_TRUE(m_->Begin().ok());
+  InsertDir(m_.get(), "kept");
+  ASSERT_TRUE(m_->CommitLater().ok());
+  ASSERT_TRUE(m_->Begin().ok());
+  InsertDir(m_.get(), "undone");
+  m_->Rollback();
+  EXPECT_FALSE(m_->has_pending());
+  EXPECT_TRUE(m_->Lookup(kRootIno, "kept").ok());
+  EXPECT_TRUE(m_->Lookup(kRootIno, "undone").status().Is(Code::kNotFound));
+  auto disk = OnDiskCopy(Opts(), dir_ / "crash");
+  ASSERT_NE(disk, nullptr);
+  EXPECT_TRUE(disk->Lookup(kRootIno, "kept").ok());
+  EXPECT_TRUE(disk->Lookup(kRootIno, "undone").status().Is(Code::kNotFound));
+  // The store is usable afterwards: a new transaction begins and commits.
+  ASSERT_TRUE(m_->Begin().ok());
+  InsertDir(m_.get(), "later");
+  ASSERT_TRUE(m_->Commit().ok());
+  EXPECT_TRUE(m_->Lookup(kRootIno, "later").ok());
+}
+
+TEST_F(MetadataTest, SyncCommitPendingAndCloseCommitDeferredWork) {
+  ASSERT_TRUE(m_->Begin().ok());
+  InsertDir(m_.get(), "synced");
+  ASSERT_TRUE(m_->CommitLater().ok());
+  ASSERT_TRUE(m_->Sync().ok());
+  EXPECT_FALSE(m_->has_pending());
+  {
+    auto disk = OnDiskCopy(Opts(), dir_ / "crash1");
+    ASSERT_NE(disk, nullptr);
+    EXPECT_TRUE(disk->Lookup(kRootIno, "synced").ok());
+  }
+  ASSERT_TRUE(m_->Begin().ok());
+  InsertDir(m_.get(), "explicit");
+  ASSERT_TRUE(m_->CommitLater().ok());
+  ASSERT_TRUE(m_->CommitPending().ok());
+  EXPECT_FALSE(m_->has_pending());
+  EXPECT_TRUE(m_->CommitPending().ok());  // nothing pending: a no-op
+  {
+    auto disk = OnDiskCopy(Opts(), dir_ / "crash2");
+    ASSERT_NE(disk, nullptr);
+    EXPECT_TRUE(disk->Lookup(kRootIno, "explicit").ok());
+  }
+  ASSERT_TRUE(m_->Begin().ok());
+  InsertDir(m_.get(), "closed");
+  ASSERT_TRUE(m_->CommitLater().ok());
+  Open();  // closes the store first
+  EXPECT_TRUE(m_->Lookup(kRootIno, "closed").ok());
+}
+
+TEST_F(MetadataTest, MoveDentryKeepsTheCookie) {
+  ASSERT_TRUE(m_->Begin().ok());
+  uint64_t a = InsertDir(m_.get(), "a");
+  uint64_t b = InsertDir(m_.get(), "b");
+  InsertDir(m_.get(), "c");
+  ASSERT_TRUE(m_->Commit().ok());
+  auto cookies = [&](uint64_t dir) {
+    std::vector<std::pair<uint64_t, std::string>> out;
+    EXPECT_TRUE(m_->ListDir(dir, 0, [&](const DirEntryRecord& e) {
+      out.emplace_back(e.cookie, e.name);
+      return true;
+    }).ok());
+    return out;
+  };
+  auto before = cookies(kRootIno);
+  ASSERT_EQ(before.size(), 3u);
+  ASSERT_TRUE(m_->Begin().ok());
+  ASSERT_TRUE(m_->MoveDentry(kRootIno, "a", kRootIno, "z").ok());
+  ASSERT_TRUE(m_->Commit().ok());
+  auto after = cookies(kRootIno);
+  ASSERT_EQ(after.size(), 3u);
+  EXPECT_EQ(after[0].first, before[0].first);
+  EXPECT_EQ(after[0].second, "z");
+  EXPECT_EQ(*m_->Lookup(kRootIno, "z"), a);
+  EXPECT_TRUE(m_->Lookup(kRootIno, "a").status().Is(Code::kNotFound));
+  // Into another directory: its parent changes too.
+  ASSERT_TRUE(m_->MoveDentry(kRootIno, "z", b, "inner").ok());
+  EXPECT_EQ(*m_->Lookup(b, "inner"), a);
+  EXPECT_EQ(*m_->ParentOf(a), b);
+  EXPECT_EQ(cookies(b).size(), 1u);
+  // A taken name, a missing entry.
+  EXPECT_TRUE(m_->MoveDentry(kRootIno, "b", kRootIno, "c").Is(Code::kAlreadyExists));
+  EXPECT_TRUE(m_->MoveDentry(kRootIno, "missing", kRootIno, "x").Is(Code::kNotFound));
+  EXPECT_EQ(*m_->Lookup(kRootIno, "b"), b);
+}
+
 TEST_F(MetadataTest, ListDirResumesByCookie) {
   ASSERT_TRUE(m_->Begin().ok());
   for (int i = 0; i < 50; ++i) {

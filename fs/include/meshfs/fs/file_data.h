@@ -168,6 +168,8 @@ class FileData final {
   std::pair<int64_t, int64_t> pending_times();
   // Explicit times from utimensat replace pending write times.
   void ClearPendingTimes();
+  // Sets the pending mtime/ctime (committed by the next Flush/Commit).
+  void SetPendingTimes(int64_t mtime_ns, int64_t ctime_ns);
   uint64_t dirty_bytes();
   // Next offset >= off inside data (SEEK_DATA) or a hole (SEEK_HOLE);
   // nullopt: ENXIO.

@@ -133,7 +133,7 @@ class Filesystem final : private FileDataBackend {
     const SliceCodec* codec = nullptr;  // must outlive the Filesystem
     SliceStore* store = nullptr;        // must outlive the Filesystem
     bool read_only = false;
-    uint64_t cache_bytes = 128ull << 20;  // plaintext slice LRU
+    uint64_t cache_bytes = 64ull << 20;   // plaintext slice LRU
     // Dirty bytes per open file, and for all open files together, before
     // the oldest are written back.
     uint64_t dirty_max = 64ull << 20;
@@ -260,8 +260,11 @@ class Filesystem final : private FileDataBackend {
 
   // REQUIRES: meta_mu_ held.
   int AttrLocked(uint64_t ino, Attr* out);
+  // Whether `ino` was created by a transaction that is still not committed.
+  bool PendingCreateLocked(uint64_t ino);
+  // `defer_commit`: leave the transaction open (MetadataStore::CommitLater).
   int NewNodeLocked(const Caller& c, uint64_t parent, std::string_view name, uint32_t mode,
-                    uint64_t rdev, std::string_view target, Attr* out);
+                    uint64_t rdev, std::string_view target, Attr* out, bool defer_commit = false);
   int DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_orphan);
   int TouchDirLocked(uint64_t dir, int64_t now);
   // Overlays open-file state (size, times, blocks) onto `a`.
@@ -292,6 +295,9 @@ class Filesystem final : private FileDataBackend {
 
   std::mutex meta_mu_;  // guards meta_ (and every transaction)
   std::unique_ptr<MetadataStore> meta_;
+  // Files created since the last commit (meaningful while meta_ has pending
+  // work; cleared lazily).
+  std::unordered_set<uint64_t> uncommitted_creates_;
 
   // Pushes of pages to the kernel in progress, by inode (guarded by
   // table_mu_). A change of contents first makes new pushes impossible

@@ -36,7 +36,9 @@ struct fuse_session;
 namespace meshfs::fs {
 
 struct FuseSettings {
-  double entry_timeout_s = 1.0;  // the mount is the only writer of its metadata
+  // Kernel cache of names (also failed lookups) and attributes. Long by
+  // default (mount options): the mount is the only writer of its metadata.
+  double entry_timeout_s = 1.0;
   double attr_timeout_s = 1.0;
   bool writeback_cache = true;
   bool read_only = false;

@@ -94,12 +94,26 @@ class MetadataStore final {
   uint32_t slice_size() const { return slice_size_; }
   const std::string& volume_id() const { return volume_id_; }
 
-  // Transactions (BEGIN IMMEDIATE ... COMMIT). REQUIRES: not nested.
+  // Transactions (BEGIN IMMEDIATE ... COMMIT). One operation at a time
+  // (REQUIRES: no Begin without its Commit/CommitLater/Rollback).
+  //
+  // Deferred commits: CommitLater() ends an operation but leaves its
+  // transaction open, so that the next operation's changes go to disk in the
+  // same commit (a created file and its first contents, say). While such
+  // work is pending, Begin() opens a savepoint inside the transaction;
+  // Commit() then commits the pending work together with the new operation;
+  // Rollback() undoes only the new operation and commits the pending work.
   Status Begin();
   // `durable`: also sync the WAL, so every commit so far survives power loss.
   Status Commit(bool durable = false);
+  // Ends the operation without committing (see above).
+  Status CommitLater();
   void Rollback();
+  // Commits deferred work, if any.
+  Status CommitPending();
+  bool has_pending() const { return pending_; }
   // Makes every earlier commit durable (fsync of the WAL) without a change.
+  // Commits deferred work first.
   Status Sync();
 
   // Inodes. GetInode: NotFound if absent.
@@ -125,6 +139,11 @@ class MetadataStore final {
   Status DeleteDentry(uint64_t parent, std::string_view name);
   // Points an existing entry at another inode (keeps its cookie).
   Status RepointDentry(uint64_t parent, std::string_view name, uint64_t ino);
+  // Gives an existing entry another parent and name, keeping its cookie (one
+  // row updated, not a delete and an insert). AlreadyExists if the new name
+  // is taken; NotFound if there is no such entry.
+  Status MoveDentry(uint64_t parent, std::string_view name, uint64_t new_parent,
+                    std::string_view new_name);
   Result<bool> DirIsEmpty(uint64_t dir);
   // The directory holding directory `dir` (root: itself). NotFound if none.
   Result<uint64_t> ParentOf(uint64_t dir);
@@ -151,6 +170,9 @@ class MetadataStore final {
  private:
   explicit MetadataStore(sqlite3* db) : db_(db) {}
   Status Exec(const char* sql);
+  // Runs a statement without results through the statement cache
+  // (transaction control: BEGIN, COMMIT, SAVEPOINT, ...).
+  Status Run(const char* sql);
   // Returns the cached prepared statement for `sql` (reset, bindings cleared).
   Result<sqlite3_stmt*> Prep(const char* sql);
   Status Error(std::string_view what) const;
@@ -160,7 +182,9 @@ class MetadataStore final {
   std::unordered_map<const char*, sqlite3_stmt*> stmts_;
   uint32_t slice_size_ = 0;
   std::string volume_id_;
-  bool in_txn_ = false;
+  bool in_op_ = false;     // between Begin and Commit/CommitLater/Rollback
+  bool nested_ = false;    // the operation runs in a savepoint of a pending transaction
+  bool pending_ = false;   // a transaction with deferred work is open
 };
 
 }  // namespace meshfs::fs

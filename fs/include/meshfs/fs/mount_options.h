@@ -14,6 +14,8 @@
 
 namespace meshfs::fs {
 
+inline constexpr double kDefaultCacheTimeoutS = 3600;
+
 struct MountOptions {
   bool read_only = false;                  // ro
   bool allow_other = false;                // allow_other (default_permissions is always on)
@@ -22,8 +24,11 @@ struct MountOptions {
   uint64_t dirty_max = 64ull << 20;        // dirty_max=SIZE: dirty bytes per open file
   uint64_t memory_cache = 64ull << 20;     // memory_cache=SIZE: plaintext slice LRU
   uint64_t readahead = 4ull << 20;         // readahead=SIZE: the kernel's read-ahead
-  double attr_timeout_s = 1.0;             // attr_timeout=SECONDS
-  double entry_timeout_s = 1.0;            // entry_timeout=SECONDS
+  // The mount is the only writer of its volume's metadata and every change
+  // goes through the kernel, which updates or invalidates what it caches:
+  // the kernel may keep attributes and names (also negative ones) long.
+  double attr_timeout_s = kDefaultCacheTimeoutS;   // attr_timeout=SECONDS
+  double entry_timeout_s = kDefaultCacheTimeoutS;  // entry_timeout=SECONDS
   bool writeback_cache = true;             // writeback_cache / no_writeback_cache
   // Options for libfuse (allow_other, ro, default_permissions, and the
   // standard ones given by the user: nosuid, nodev, noexec, noatime, ...).
