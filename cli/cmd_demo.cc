@@ -19,12 +19,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "command.h"
+#include "meshfs/fs/mount_table.h"
 
 namespace meshfs::cli {
 namespace {
@@ -96,14 +96,9 @@ bool PortOpen(uint16_t port) {
 }
 
 bool IsMounted(const fsys::path& p) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
   const std::string want = fsys::weakly_canonical(p).string();
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string f[5];
-    for (auto& x : f) ls >> x;
-    if (f[4] == want) return true;
+  for (const fs::MountEntry& e : fs::ReadMountTable()) {
+    if (e.mountpoint == want) return true;
   }
   return false;
 }

@@ -19,20 +19,13 @@
 
 #include "meshfs/core/status.h"
 #include "meshfs/fs/control.h"
+#include "meshfs/fs/mount_table.h"
 
 namespace meshfs::cli {
 
-// One line of /proc/self/mountinfo, with the octal escapes (\040 ...) decoded.
-struct MountEntry {
-  std::string mountpoint;
-  std::string fstype;  // e.g. "fuse.meshfs"
-  std::string source;  // for meshfs: the absolute VOLUME path
-};
-
-// Parses the text of a mountinfo file; malformed lines are skipped.
-std::vector<MountEntry> ParseMountInfo(std::string_view text);
-// The current mount table (empty if /proc/self/mountinfo is unreadable).
-std::vector<MountEntry> ReadMountTable();
+using fs::MountEntry;
+using fs::ParseMountInfo;
+using fs::ReadMountTable;
 
 // What a VOLUME|MOUNTPOINT argument names.
 struct VolumeTarget {

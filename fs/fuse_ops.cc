@@ -10,11 +10,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "meshfs/core/log.h"
+#include "meshfs/fs/mount_table.h"
 
 namespace meshfs::fs {
 namespace {
@@ -548,34 +547,15 @@ Status FuseServer::Mount(const std::string& mountpoint) {
 }
 
 namespace {
-// "MAJ:MIN" of the last mount on `mountpoint` in /proc/self/mountinfo
-// (field 3; field 5 is the mount point, with space, tab, newline and
-// backslash escaped as octal), or "" if none.
+// "MAJ:MIN" of the last mount on `mountpoint`, or "" if none.
 std::string MountDevice(const std::string& mountpoint) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line, found;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, dev, root, point;
-    if (!(fields >> id >> parent >> dev >> root >> point)) continue;
-    std::string unescaped;
-    for (size_t i = 0; i < point.size(); ++i) {
-      auto octal = [&](size_t k) { return point[k] >= '0' && point[k] <= '7'; };
-      if (point[i] == '\\' && i + 3 < point.size() && octal(i + 1) && octal(i + 2) &&
-          octal(i + 3)) {
-        unescaped += static_cast<char>((point[i + 1] - '0') * 64 + (point[i + 2] - '0') * 8 +
-                                       (point[i + 3] - '0'));
-        i += 3;
-      } else {
-        unescaped += point[i];
-      }
-    }
-    if (unescaped == mountpoint) found = dev;
+  std::string found;
+  for (const MountEntry& e : ReadMountTable()) {
+    if (e.mountpoint == mountpoint) found = e.device;
   }
   return found;
 }
 }  // namespace
-
 void FuseServer::SetReadahead() {
   // The kernel sets the mount's read-ahead to min(its default 128 KiB,
   // max_readahead) when it takes the INIT reply; only the bdi's sysfs knob
@@ -665,7 +645,7 @@ void FuseServer::StorePages(uint64_t ino, const PagePush& p) {
     const int rc = fuse_lowlevel_notify_store(se_, ino, static_cast<off_t>(p.off), &buf,
                                               static_cast<fuse_buf_copy_flags>(0));
     if (rc != 0 && rc != -ENOENT) {
-      LogDebug("fuse", "page cache store refused: " + std::string(std::strerror(-rc)));
+      LogDebug(kLog, "page cache store refused: " + std::string(std::strerror(-rc)));
     }
   });
 }

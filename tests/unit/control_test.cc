@@ -369,6 +369,7 @@ TEST(ControlClientCli, ParsesMountInfoWithEscapesAndOptionalFields) {
   EXPECT_EQ(entries[1].mountpoint, "/home/ann/My Docs");
   EXPECT_EQ(entries[1].fstype, "fuse.meshfs");
   EXPECT_EQ(entries[1].source, "/home/ann/.config/meshfs/a b");
+  EXPECT_EQ(entries[1].device, "0:50");
   EXPECT_EQ(entries[2].mountpoint, "/mnt/back\\slash");
   EXPECT_TRUE(cli::ParseMountInfo("").empty());
   EXPECT_FALSE(cli::ReadMountTable().empty());  // the real one parses
