@@ -132,8 +132,7 @@ Status FileData::Read(uint64_t off, uint64_t len, std::string* out,
                       std::vector<std::pair<uint64_t, std::string>>* rest) {
   ReadBuffer b;
   MESHFS_RETURN_IF_ERROR(Read(off, len, &b, rest));
-  if (b.shared) out->assign(b.view);
-  else *out = std::move(b.owned);  // the view is all of it
+  *out = std::move(b).Take();
   return Status::OK();
 }
 
@@ -148,6 +147,14 @@ Status FileData::Read(uint64_t off, uint64_t len, ReadBuffer* out,
   // A read inside one stored or in-flight slice is served from the slice's
   // shared bytes, without a copy; others are assembled in out->owned.
   bool zero_copy = false;
+  // Copies bytes [lo, hi) of the slice starting at file offset s0, as far as
+  // `src` has them, into out->owned (which starts at `off`).
+  auto place = [&](uint64_t s0, uint64_t lo, uint64_t hi, const std::string& src) {
+    if (lo < src.size()) {
+      std::memcpy(out->owned.data() + (s0 + lo - off), src.data() + lo,
+                  std::min<uint64_t>(hi, src.size()) - lo);
+    }
+  };
   {
     std::lock_guard<std::mutex> lock(mu_);
     ReapLocked();
@@ -185,10 +192,7 @@ Status FileData::Read(uint64_t off, uint64_t len, ReadBuffer* out,
           fetch.emplace_back(idx, e->second.slice, SliceLen(idx));
           continue;
         }
-        if (src && lo < src->size()) {
-          std::memcpy(out->owned.data() + (s0 + lo - off), src->data() + lo,
-                      std::min<uint64_t>(hi, src->size()) - lo);
-        }
+        if (src) place(s0, lo, hi, *src);
       }
     }
     if (off == last_read_end_ || off == 0) {
@@ -217,10 +221,7 @@ Status FileData::Read(uint64_t off, uint64_t len, ReadBuffer* out,
         out->owned.assign(len, '\0');
         out->view = out->owned;
       }
-      if (lo < plain.size()) {
-        std::memcpy(out->owned.data() + (s0 + lo - off), plain.data() + lo,
-                    std::min<uint64_t>(hi, plain.size()) - lo);
-      }
+      place(s0, lo, hi, plain);
     }
     if (rest != nullptr) {
       // The parts of the slice before and after the read, whole pages only.

@@ -422,12 +422,7 @@ int Filesystem::SetAttr(const Caller& /*c*/, uint64_t ino, const SetAttrRequest&
       // Like a writer for the time of the truncate: no page read before it
       // may reach the kernel after it (it would bring the old length back).
       std::unique_lock<std::mutex> lock(table_mu_);
-      nodes_[ino].writers++;
-      ContentsChangingLocked(nodes_[ino]);
-      if (!WaitPushesLocked(lock, ino)) {
-        if (nodes_[ino].writers > 0) nodes_[ino].writers--;
-        return EAGAIN;
-      }
+      if (!AddWriterLocked(lock, ino)) return EAGAIN;
     }
     Status st = (*data)->Truncate(*req.size);
     {
@@ -933,16 +928,9 @@ int Filesystem::Open(const Caller& /*c*/, uint64_t ino, int flags, uint64_t* fh)
     Node& node = nodes_[ino];
     if (!node.data) node.data = *data;
     node.nopen++;
-    if (writing) {
-      // From here on no page read before reaches the kernel; pushes still
-      // running finish before the writer can write.
-      node.writers++;
-      ContentsChangingLocked(node);
-      if (!WaitPushesLocked(lock, ino)) {
-        node.writers--;
-        node.nopen--;
-        return EAGAIN;
-      }
+    if (writing && !AddWriterLocked(lock, ino)) {
+      node.nopen--;
+      return EAGAIN;
     }
     *fh = next_fh_++;
     handles_[*fh] = Handle{ino, flags, false};
@@ -963,10 +951,8 @@ int Filesystem::Read(uint64_t ino, uint64_t fh, uint64_t off, uint64_t len,
                      std::string* out, std::vector<PagePush>* push) {
   ReadBuffer b;
   int e = Read(ino, fh, off, len, &b, push);
-  if (e != 0) return e;
-  if (b.shared) out->assign(b.view);
-  else *out = std::move(b.owned);  // the view is all of it
-  return 0;
+  if (e == 0) *out = std::move(b).Take();
+  return e;
 }
 
 int Filesystem::Read(uint64_t ino, uint64_t /*fh*/, uint64_t off, uint64_t len,
@@ -1036,10 +1022,15 @@ void Filesystem::PushPages(uint64_t ino, const PagePush& p, const std::function<
   }
 }
 
-bool Filesystem::WaitPushesLocked(std::unique_lock<std::mutex>& lock, uint64_t ino) {
+bool Filesystem::AddWriterLocked(std::unique_lock<std::mutex>& lock, uint64_t ino) {
+  // From here on no page read before reaches the kernel; pushes still
+  // running finish before the writer can write.
+  nodes_[ino].writers++;
+  ContentsChangingLocked(nodes_[ino]);
   if (push_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return !pushing_.count(ino); })) {
     return true;
   }
+  if (nodes_[ino].writers > 0) nodes_[ino].writers--;
   LogWarn(kLog, "inode " + std::to_string(ino) +
                     ": a page-cache push did not finish in 10 s; refusing the change (EAGAIN)");
   return false;

@@ -78,6 +78,10 @@ struct ReadBuffer {
   std::string owned;
   SliceBytes shared;
   std::string_view view;
+
+  // The bytes as a string of their own (moved out of `owned` when the view
+  // is all of it, copied from the slice otherwise).
+  std::string Take() && { return shared ? std::string(view) : std::move(owned); }
 };
 
 class FileDataBackend {

@@ -304,8 +304,11 @@ class Filesystem final : private FileDataBackend {
   // (writers > 0), then waits on push_cv_ for these to finish.
   std::unordered_map<uint64_t, int> pushing_;
   std::condition_variable push_cv_;
-  // REQUIRES: `lock` holds table_mu_. False after 10 s (a push stuck).
-  bool WaitPushesLocked(std::unique_lock<std::mutex>& lock, uint64_t ino);
+  // Counts a writer of `ino` (an open for writing, a truncate): stops new
+  // pushes of its pages, bumps its data generation, waits for running
+  // pushes. False, and nothing counted, after 10 s (a push stuck).
+  // REQUIRES: `lock` holds table_mu_.
+  bool AddWriterLocked(std::unique_lock<std::mutex>& lock, uint64_t ino);
   std::mutex table_mu_;  // leaf lock: guards nodes_, handles_, next_fh_, next_gen_
   uint64_t next_gen_ = 0;
   std::unordered_map<uint64_t, Node> nodes_;
