@@ -115,7 +115,7 @@ Result<std::unique_ptr<SqliteDb>> OpenCacheDb(const std::filesystem::path& path,
   MESHFS_ASSIGN_OR_RETURN(int64_t tables, int_query("SELECT count(*) FROM sqlite_master"));
   if (app_id == 0 && version == 0 && tables == 0) {
     // A new database: page size and vacuum mode must be set before any table.
-    // Large pages: a 1 MiB blob is 16 overflow pages instead of 256, so
+    // Large pages: a 1 MiB blob is 64 overflow pages instead of 256, so
     // storing and reading one costs a few system calls, not hundreds.
     MESHFS_RETURN_IF_ERROR(
         db->Exec("PRAGMA page_size = 16384; PRAGMA auto_vacuum = INCREMENTAL"));
@@ -285,10 +285,14 @@ class CachingStore::Impl {
     bool damaged = false;
     {
       // Fetched a moment ago and not yet written to the database.
-      std::lock_guard<std::mutex> l(mu_);
-      if (auto f = fill_.find(id); f != fill_.end()) {
+      std::shared_ptr<const std::string> filling;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (auto f = fill_.find(id); f != fill_.end()) filling = f->second;
+      }
+      if (filling) {
         hits_.fetch_add(1, std::memory_order_relaxed);
-        return *f->second;
+        return std::string(*filling);  // copied outside mu_
       }
     }
     {
@@ -650,17 +654,25 @@ class CachingStore::Impl {
     MESHFS_ASSIGN_OR_RETURN(bool inserted,
                             InsertRow(id, blob, kPending, seq, /*copies=*/0, /*durable=*/false));
     if (inserted) {
+      // The in-memory copy for the uploader is made outside mu_ (readers
+      // and workers take it); write_mu_ keeps DropLocal out meanwhile.
+      bool handoff;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        handoff = handoff_bytes_ + blob.size() <= kHandoffMaxBytes;
+        if (handoff) handoff_bytes_ += blob.size();
+      }
+      std::string copy(handoff ? blob : std::string_view());
       std::lock_guard<std::mutex> l(mu_);
       PendingEntry e;
       e.seq = seq;
       e.size = blob.size();
       pending_.emplace(id, e);
       pending_bytes_ += blob.size();
-      ready_.push_back(id);
-      if (handoff_bytes_ + blob.size() <= kHandoffMaxBytes &&
-          handoff_.emplace(id, std::string(blob)).second) {
-        handoff_bytes_ += blob.size();
+      if (handoff && !handoff_.emplace(id, std::move(copy)).second) {
+        handoff_bytes_ -= blob.size();
       }
+      ready_.push_back(id);
     }
     work_cv_.notify_one();
     return Status::OK();
@@ -670,10 +682,11 @@ class CachingStore::Impl {
   // caches it off the reader's path. Best effort: dropped when the filler
   // is kFillMaxBytes behind.
   void QueueFill(const SliceId& id, const std::string& blob) {
+    auto copy = std::make_shared<const std::string>(blob);  // not under mu_
     {
       std::lock_guard<std::mutex> l(mu_);
       if (fill_bytes_ + blob.size() > kFillMaxBytes) return;
-      if (!fill_.emplace(id, std::make_shared<const std::string>(blob)).second) return;
+      if (!fill_.emplace(id, std::move(copy)).second) return;
       fill_bytes_ += blob.size();
       fill_order_.push_back(id);
     }
