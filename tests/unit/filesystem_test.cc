@@ -11,11 +11,14 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "testing/memory_store.h"
@@ -819,6 +822,58 @@ TEST_F(FilesystemTest, RandomizedAgainstModel) {
   ASSERT_EQ(fs_->Release(ino, fh), 0);
   Remount();
   EXPECT_TRUE(ReadAll(ino) == model);
+}
+
+// A store whose Get is slow and counted.
+class SlowCountingStore final : public SliceStore {
+ public:
+  explicit SlowCountingStore(SliceStore* base) : base_(base) {}
+  Status Put(const SliceId& id, std::string_view blob) override { return base_->Put(id, blob); }
+  Result<std::string> Get(const SliceId& id) override {
+    gets.fetch_add(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    return base_->Get(id);
+  }
+  Result<bool> Contains(const SliceId& id) override { return base_->Contains(id); }
+  Status Remove(const SliceId& id) override { return base_->Remove(id); }
+  Status Flush() override { return base_->Flush(); }
+  std::atomic<int> gets{0};
+
+ private:
+  SliceStore* base_;
+};
+
+// Readers of the same slice at the same time share one load: the store is
+// asked once, and every reader gets the bytes.
+TEST_F(FilesystemTest, ConcurrentReadsOfASliceLoadItOnce) {
+  const std::string content = Pattern(kSlice, 3);
+  uint64_t ino = MakeFile(kRootIno, "f", content);
+  fs_.reset();
+  SlowCountingStore slow(&store_);
+  Filesystem::Options o;
+  o.metadata_path = dir_ / "metadata.db";
+  o.slice_size = kSlice;
+  o.volume_id = "test-volume";
+  o.codec = codec_.get();
+  o.store = &slow;
+  o.clock = &clock_;
+  auto opened = Filesystem::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  fs_ = std::move(*opened);
+  std::vector<std::string> got(4);
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 4; ++i) {
+    readers.emplace_back([&, i] {
+      uint64_t fh = 0;
+      ASSERT_EQ(fs_->Open(kRoot, ino, O_RDONLY, &fh), 0);
+      EXPECT_EQ(fs_->Read(ino, fh, 100 * i, 1000, &got[i]), 0);
+      EXPECT_EQ(fs_->Release(ino, fh), 0);
+    });
+  }
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(slow.gets.load(), 1);
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(got[i] == content.substr(100 * i, 1000)) << i;
+  fs_.reset();
 }
 
 TEST_F(FilesystemTest, StoreFailureIsEioAndLosesNothingAcknowledged) {
