@@ -34,6 +34,7 @@
 
 #include "meshfs/core/log.h"
 #include "meshfs/core/replica_reporter.h"
+#include "meshfs/core/thread_name.h"
 #include "sqlite_db.h"
 
 namespace meshfs::cache {
@@ -694,6 +695,7 @@ class CachingStore::Impl {
   }
 
   void FillerLoop() {
+    NameThisThread("cache-filler");
     std::unique_lock<std::mutex> l(mu_);
     for (;;) {
       fill_cv_.wait(l, [&] { return stopping_ || !fill_order_.empty(); });
@@ -771,6 +773,7 @@ class CachingStore::Impl {
   // ---- upload workers ----
 
   void WorkerLoop() {
+    NameThisThread("uploader");
     std::unique_lock<std::mutex> l(mu_);
     while (!stopping_) {
       // Move retries whose time has come to the ready queue.
@@ -960,6 +963,7 @@ class CachingStore::Impl {
   }
 
   void HousekeeperLoop() {
+    NameThisThread("cache-keeper");
     std::unique_lock<std::mutex> l(mu_);
     while (!stopping_) {
       housekeeper_cv_.wait_for(l, std::chrono::seconds(1));

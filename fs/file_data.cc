@@ -1,4 +1,5 @@
 #include "meshfs/fs/file_data.h"
+#include "meshfs/core/thread_name.h"
 
 #include <algorithm>
 #include <cstring>
@@ -46,6 +47,7 @@ void WriteBackPool::Submit(std::function<void()> job) {
 }
 
 void WriteBackPool::Loop() {
+  NameThisThread("slice-encoder");
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });

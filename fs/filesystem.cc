@@ -10,6 +10,7 @@
 
 #include "meshfs/core/log.h"
 #include "meshfs/fs/errno.h"
+#include "meshfs/core/thread_name.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -229,6 +230,7 @@ void Filesystem::Prefetch(const std::vector<SliceId>& ids) {
 }
 
 void Filesystem::ReadaheadLoop() {
+  NameThisThread("read-ahead");
   for (;;) {
     SliceId id;
     {

@@ -14,13 +14,19 @@
 
 #include "meshfs/core/log.h"
 #include "meshfs/fs/mount_table.h"
+#include "meshfs/core/thread_name.h"
 
 namespace meshfs::fs {
 namespace {
 
 constexpr char kLog[] = "fuse";
 
-FuseServer* Server(fuse_req_t req) { return static_cast<FuseServer*>(fuse_req_userdata(req)); }
+FuseServer* Server(fuse_req_t req) {
+  // libfuse starts the workers; each names itself at its first request.
+  static thread_local const bool named = (NameThisThread("fuse-worker"), true);
+  (void)named;
+  return static_cast<FuseServer*>(fuse_req_userdata(req));
+}
 Filesystem* Fs(fuse_req_t req) { return Server(req)->fs(); }
 
 Caller CallerOf(fuse_req_t req) {
@@ -625,6 +631,7 @@ void FuseServer::QueuePush(uint64_t ino, PagePush p) {
 }
 
 void FuseServer::PusherLoop() {
+  NameThisThread("page-pusher");
   std::unique_lock<std::mutex> lock(push_mu_);
   for (;;) {
     push_cv_.wait(lock, [&] { return push_stop_ || !push_queue_.empty(); });

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "meshfs/core/log.h"
+#include "meshfs/core/thread_name.h"
 
 namespace meshfs::net {
 namespace {
@@ -351,6 +352,7 @@ void GossipAgent::Stop() {
 }
 
 void GossipAgent::Loop() {
+  NameThisThread("gossip");
   const auto interval = std::chrono::milliseconds(membership_.options().interval_ms);
   auto next = std::chrono::steady_clock::now();
   for (;;) {

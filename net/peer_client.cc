@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "meshfs/core/log.h"
+#include "meshfs/core/thread_name.h"
 
 namespace meshfs::net {
 namespace {
@@ -247,6 +248,7 @@ class PeerClient::Impl {
   }
 
   void Run() {
+    NameThisThread("peer-client");
     std::unordered_map<Transfer*, std::unique_ptr<Transfer>> active;
     for (;;) {
       std::deque<std::unique_ptr<Transfer>> incoming;

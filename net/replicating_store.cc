@@ -14,6 +14,7 @@
 #include "meshfs/core/signed_request.h"
 #include "meshfs/net/members.h"
 #include "meshfs/net/placement.h"
+#include "meshfs/core/thread_name.h"
 
 namespace meshfs::net {
 namespace {
@@ -203,6 +204,7 @@ class ReplicatingStore::Impl {
   }
 
   void RefreshLoop() {
+    NameThisThread("replica-refresh");
     std::unique_lock<std::mutex> l(mu_);
     while (!stopping_) {
       cv_.wait_for(l, std::chrono::milliseconds(options_.members_refresh_ms));
