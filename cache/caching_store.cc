@@ -13,6 +13,14 @@
 // connections (WAL readers never block the writer); in-memory state
 // (counters, pending map, ready queue, touches) guarded by mu_. Lock order:
 // write_mu_ before mu_. No lock is held across a call to the remote store.
+//
+// Checkpoints (copying the WAL into the database, with the fsyncs that
+// needs) run on their own thread and connection: done by the writer, as
+// SQLite does by default, they held write_mu_ for tens of milliseconds every
+// 16 MiB and stalled every Put behind them. The writer's commit hook wakes
+// the checkpointer when the WAL holds kCheckpointBytes; past kWalMaxBytes the
+// writer checkpoints itself, so a checkpointer that falls behind cannot let
+// the WAL grow without bound.
 #include "meshfs/cache/caching_store.h"
 
 #include <algorithm>
@@ -46,6 +54,8 @@ constexpr int kPending = 0;
 constexpr int kUploaded = 1;
 constexpr size_t kMaxIdleReaders = 8;
 constexpr size_t kTouchBatch = 1024;
+constexpr int64_t kCheckpointBytes = 32 << 20;
+constexpr int64_t kWalMaxBytes = 256 << 20;
 // Blobs just queued are handed to the upload workers in memory up to this
 // many bytes, so that an upload does not read back what was just written.
 constexpr uint64_t kHandoffMaxBytes = 32ull << 20;
@@ -170,6 +180,15 @@ class CachingStore::Impl {
   Status Init() {
     MESHFS_ASSIGN_OR_RETURN(writer_, OpenCacheDb(options_.db_path, /*create=*/true));
     reserve_path_ = options_.db_path.string() + ".reserve";
+    MESHFS_ASSIGN_OR_RETURN(checkpointer_db_, OpenCacheDb(options_.db_path, /*create=*/false));
+    {
+      MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * ps, writer_->Prepare("PRAGMA page_size"));
+      StmtReset reset(ps);
+      if (sqlite3_step(ps) != SQLITE_ROW) return writer_->Error(SQLITE_ERROR, "reading page size");
+      page_size_ = sqlite3_column_int64(ps, 0);
+    }
+    // Replaces SQLite's auto-checkpoint (which is itself a WAL hook).
+    sqlite3_wal_hook(writer_->handle(), &Impl::WalHook, this);
     EnsureReserve();
     // Rebuild counters and the upload queue from the database.
     MESHFS_ASSIGN_OR_RETURN(
@@ -214,6 +233,7 @@ class CachingStore::Impl {
     for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
     housekeeper_ = std::thread([this] { HousekeeperLoop(); });
     filler_ = std::thread([this] { FillerLoop(); });
+    checkpointer_ = std::thread([this] { CheckpointerLoop(); });
     return Status::OK();
   }
 
@@ -228,17 +248,20 @@ class CachingStore::Impl {
     done_cv_.notify_all();
     housekeeper_cv_.notify_all();
     fill_cv_.notify_all();
+    checkpoint_cv_.notify_all();
     for (auto& t : workers_) t.join();
     if (housekeeper_.joinable()) housekeeper_.join();
     if (filler_.joinable()) filler_.join();
+    if (checkpointer_.joinable()) checkpointer_.join();
+    checkpointer_db_.reset();
     std::lock_guard<std::mutex> w(write_mu_);
     if (writer_) (void)FlushTouchesLocked();
   }
 
   // ---- SliceStore ----
 
-  Status Put(const SliceId& id, std::string_view blob) {
-    if (!id.Matches(blob)) {
+  Status Put(const SliceId& id, std::string_view blob, bool trusted) {
+    if (!trusted && !id.Matches(blob)) {
       return Status::Corruption("refusing to cache slice " + id.ToHex() +
                                 ": the blob does not match its address");
     }
@@ -962,6 +985,39 @@ class CachingStore::Impl {
     reserve_present_ = false;
   }
 
+  // Called by SQLite on the writer's thread (write_mu_ held) after each
+  // commit, with the number of frames in the WAL.
+  static int WalHook(void* arg, sqlite3* db, const char* name, int frames) {
+    auto* self = static_cast<Impl*>(arg);
+    const int64_t bytes = static_cast<int64_t>(frames) * self->page_size_;
+    if (bytes >= kWalMaxBytes) {
+      // Busy (the checkpointer is at work) is fine: the WAL shrinks soon.
+      (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } else if (bytes >= kCheckpointBytes && !self->checkpoint_wanted_.exchange(true)) {
+      std::lock_guard<std::mutex> l(self->mu_);
+      self->checkpoint_cv_.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  void CheckpointerLoop() {
+    NameThisThread("cache-checkpnt");
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      checkpoint_cv_.wait(l, [&] { return stopping_ || checkpoint_wanted_.load(); });
+      if (stopping_) return;
+      l.unlock();
+      checkpoint_wanted_.store(false);
+      const int rc = sqlite3_wal_checkpoint_v2(checkpointer_db_->handle(), nullptr,
+                                               SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        LogWarn(kComponent, std::string("checkpoint of the cache database failed: ") +
+                                sqlite3_errstr(rc));
+      }
+      l.lock();
+    }
+  }
+
   void HousekeeperLoop() {
     NameThisThread("cache-keeper");
     std::unique_lock<std::mutex> l(mu_);
@@ -1037,6 +1093,12 @@ class CachingStore::Impl {
   std::vector<std::thread> workers_;
   std::thread housekeeper_;
   std::thread filler_;
+
+  int64_t page_size_ = 4096;  // of the database, set by Init
+  std::unique_ptr<SqliteDb> checkpointer_db_;  // only the checkpointer thread uses it
+  std::atomic<bool> checkpoint_wanted_{false};
+  std::condition_variable checkpoint_cv_;  // with mu_
+  std::thread checkpointer_;
 };
 
 CachingStore::CachingStore() = default;
@@ -1052,7 +1114,12 @@ Result<std::unique_ptr<CachingStore>> CachingStore::Open(const CacheOptions& opt
   return store;
 }
 
-Status CachingStore::Put(const SliceId& id, std::string_view blob) { return impl_->Put(id, blob); }
+Status CachingStore::Put(const SliceId& id, std::string_view blob) {
+  return impl_->Put(id, blob, /*trusted=*/false);
+}
+Status CachingStore::PutTrusted(const SliceId& id, std::string_view blob) {
+  return impl_->Put(id, blob, /*trusted=*/true);
+}
 Result<std::string> CachingStore::Get(const SliceId& id) { return impl_->Get(id); }
 Result<bool> CachingStore::Contains(const SliceId& id) { return impl_->Contains(id); }
 Status CachingStore::Remove(const SliceId& id) { return impl_->Remove(id); }

@@ -385,6 +385,52 @@ TEST_F(CachingStoreTest, DamagedCachedBlobIsDetectedAndRefetched) {
   EXPECT_NE(bad.status().message().find("damaged"), std::string::npos);
 }
 
+// PutTrusted (a blob the codec just made) skips the address check on the way
+// in; reads still check what the cache holds, so a mismatched blob can never
+// come back out.
+TEST_F(CachingStoreTest, PutTrustedSkipsTheCheckButReadsStillVerify) {
+  auto cache = OpenCache(SmallOptions(dir_.path()), &faulty_);
+  const std::string blob = RandomBlob(5000, 710);
+  const SliceId id = SliceId::ForBlob(blob);
+  ASSERT_TRUE(cache->PutTrusted(id, blob).ok());
+  EXPECT_EQ(*cache->Get(id), blob);
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  EXPECT_EQ(*mem_.Get(id), blob);
+
+  const std::string other = RandomBlob(5000, 711);
+  const SliceId wrong = SliceId::ForBlob(RandomBlob(5000, 712));
+  EXPECT_EQ(cache->Put(wrong, other).code(), Code::kCorruption);
+  ASSERT_TRUE(cache->PutTrusted(wrong, other).ok());
+  auto got = cache->Get(wrong);
+  EXPECT_EQ(got.status().code(), Code::kCorruption) << got.status().ToString();
+}
+
+// Checkpoints run beside the writer: the WAL is reused instead of growing
+// with everything written, and every blob is in the database after reopen.
+TEST_F(CachingStoreTest, BackgroundCheckpointsKeepTheWalSmall) {
+  CacheOptions o = SmallOptions(dir_.path());
+  o.max_bytes = 512 << 20;
+  std::vector<SliceId> ids;
+  {
+    auto cache = OpenCache(o, &mem_);
+    for (int i = 0; i < 120; ++i) {
+      const std::string blob = RandomBlob(1 << 20, 900 + i);
+      ids.push_back(SliceId::ForBlob(blob));
+      ASSERT_TRUE(cache->PutTrusted(ids.back(), blob).ok());
+    }
+    const auto wal = fs::file_size(o.db_path.string() + "-wal");
+    EXPECT_LT(wal, 90u << 20) << "the WAL holds everything written: no checkpoint ran";
+    ASSERT_TRUE(cache->WaitUploaded(30000).ok());
+  }
+  auto cache = OpenCache(o, &faulty_);
+  faulty_.FailWith(Code::kUnavailable);  // every read must come from the cache
+  for (int i = 0; i < 120; i += 37) {
+    auto got = cache->Get(ids[i]);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(*got, RandomBlob(1 << 20, 900 + i));
+  }
+}
+
 TEST_F(CachingStoreTest, RemoveDropsLocalCopyAndForwards) {
   auto cache = OpenCache(SmallOptions(dir_.path()), &faulty_);
   const std::string blob = RandomBlob(1500, 800);
