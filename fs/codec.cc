@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "codec_format.h"
+#include "xchacha.h"
 
 namespace meshfs::fs {
 namespace {
@@ -147,10 +148,11 @@ Result<EncodedSlice> SliceCodec::Encode(std::string_view plaintext) const {
   }
   codec_format::WriteHeader(header, flags, static_cast<uint32_t>(n));
   codec_format::ComputeNonce(keys_.prf_key.data(), header, src, data_size, nonce);
-  unsigned long long clen = 0;
-  crypto_aead_xchacha20poly1305_ietf_encrypt(data, &clen, src, data_size, header, kHeaderSize,
-                                             nullptr, nonce, keys_.content_key.data());
-  blob.resize(kHeaderSize + kNonceSize + clen);
+  if (!xchacha::Encrypt(data, src, data_size, header, kHeaderSize, nonce,
+                        keys_.content_key.data())) {
+    return Status::IOError("encrypting a slice failed in libcrypto");
+  }
+  blob.resize(kHeaderSize + kNonceSize + data_size + kTagSize);
   out.id = SliceId::ForBlob(blob);
   return out;
 }
@@ -195,24 +197,21 @@ Result<std::string> SliceCodec::Decode(const SliceId& id, std::string_view blob,
   }
   const unsigned char* nonce = b + kHeaderSize;
   const unsigned char* cipher = b + kHeaderSize + kNonceSize;
-  const size_t cipher_size = data_size + kTagSize;
   const Status auth_failed = Status::Corruption(
       SliceName(id) + ": authentication failed (tampered, or encrypted with another volume's key)");
 
   std::string out;
   if (!compressed) {
     out.resize(plain_size);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-            reinterpret_cast<unsigned char*>(out.data()), nullptr, nullptr, cipher, cipher_size, b,
-            kHeaderSize, nonce, keys_.content_key.data()) != 0) {
-      return auth_failed;
+    if (!xchacha::Decrypt(reinterpret_cast<unsigned char*>(out.data()), cipher, data_size, b,
+                          kHeaderSize, nonce, keys_.content_key.data())) {
+      return auth_failed;  // `out`, unauthenticated, is dropped
     }
     return out;
   }
   std::unique_ptr<unsigned char[]> packed(new unsigned char[data_size]);
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt(packed.get(), nullptr, nullptr, cipher,
-                                                 cipher_size, b, kHeaderSize, nonce,
-                                                 keys_.content_key.data()) != 0) {
+  if (!xchacha::Decrypt(packed.get(), cipher, data_size, b, kHeaderSize, nonce,
+                        keys_.content_key.data())) {
     return auth_failed;
   }
   out.resize(plain_size);

@@ -8,7 +8,7 @@ PKGS=(
   build-essential cmake pkg-config ninja-build clang libclang-rt-14-dev
   clang-format
   # libraries
-  libfuse3-dev libsodium-dev libcurl4-openssl-dev libsqlite3-dev libzstd-dev
+  libfuse3-dev libsodium-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev libzstd-dev
   libmicrohttpd-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # runtime and end-to-end tests
