@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS blobs(
 CREATE INDEX IF NOT EXISTS blobs_lru ON blobs(state, last_access);
 )sql";
 
-const char* const kSqlSelectData = "SELECT data, state FROM blobs WHERE id = ?1";
+const char* const kSqlSelectRow = "SELECT rowid, length(data) FROM blobs WHERE id = ?1";
 const char* const kSqlExists = "SELECT state FROM blobs WHERE id = ?1";
 const char* const kSqlInsert =
     "INSERT INTO blobs(id, size, state, last_access, seq, copies, data) "
@@ -260,8 +260,10 @@ class CachingStore::Impl {
 
   // ---- SliceStore ----
 
-  Status Put(const SliceId& id, std::string_view blob, bool trusted) {
-    if (!trusted && !id.Matches(blob)) {
+  // `owned`: a trusted blob's buffer (PutTrusted), not checked, and handed
+  // to the uploaders instead of a copy. Null: check `blob` against `id`.
+  Status Put(const SliceId& id, std::string_view blob, std::string* owned) {
+    if (owned == nullptr && !id.Matches(blob)) {
       return Status::Corruption("refusing to cache slice " + id.ToHex() +
                                 ": the blob does not match its address");
     }
@@ -296,7 +298,7 @@ class CachingStore::Impl {
       seq = ++seq_;
       last_put_ms_ = NowMs();
     }
-    Status s = InsertDurable(id, blob, seq);
+    Status s = InsertDurable(id, blob, seq, owned);
     {
       std::lock_guard<std::mutex> l(mu_);
       reserved_bytes_ -= size;
@@ -499,19 +501,39 @@ class CachingStore::Impl {
     return lease->Error(rc, "looking up a slice");
   }
 
+  // Reads a cached blob straight into the returned string (incremental blob
+  // I/O: SQLite reads the overflow pages into it, without assembling a
+  // copy of its own first).
   Result<std::optional<std::string>> ReadLocal(const SliceId& id) {
     MESHFS_ASSIGN_OR_RETURN(auto db, AcquireReader());
     ReaderLease lease(this, std::move(db));
-    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * s, lease->Prepare(kSqlSelectData));
-    StmtReset reset(s);
-    sqlite3_bind_blob(s, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
-    const int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return std::optional<std::string>();
-    if (rc != SQLITE_ROW) return lease->Error(rc, "reading a slice");
-    const void* p = sqlite3_column_blob(s, 0);
-    const int n = sqlite3_column_bytes(s, 0);
-    return std::optional<std::string>(
-        std::string(static_cast<const char*>(p), p ? static_cast<size_t>(n) : 0));
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * s, lease->Prepare(kSqlSelectRow));
+    MESHFS_RETURN_IF_ERROR(lease->Exec("BEGIN"));  // the row stays put until COMMIT
+    struct EndRead {
+      SqliteDb& db;
+      ~EndRead() { (void)db.Exec("COMMIT"); }
+    } end{*lease};
+    int64_t rowid, size;
+    {
+      StmtReset reset(s);
+      sqlite3_bind_blob(s, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
+      const int rc = sqlite3_step(s);
+      if (rc == SQLITE_DONE) return std::optional<std::string>();
+      if (rc != SQLITE_ROW) return lease->Error(rc, "reading a slice");
+      rowid = sqlite3_column_int64(s, 0);
+      size = sqlite3_column_int64(s, 1);
+    }
+    std::optional<std::string> out(std::in_place);
+    if (size <= 0) return out;
+    sqlite3_blob* h = nullptr;
+    int rc = sqlite3_blob_open(lease->handle(), "main", "blobs", "data", rowid, 0, &h);
+    if (rc == SQLITE_OK) {
+      out->resize(static_cast<size_t>(size));
+      rc = sqlite3_blob_read(h, out->data(), static_cast<int>(size), 0);
+    }
+    sqlite3_blob_close(h);
+    if (rc != SQLITE_OK) return lease->Error(rc, "reading a slice");
+    return out;
   }
 
   void Touch(const SliceId& id) {
@@ -673,20 +695,24 @@ class CachingStore::Impl {
 
   // Commits a pending blob. The commit reaches the OS before Put returns, so
   // it survives kill -9; Flush() (fsync) makes it survive power loss.
-  Status InsertDurable(const SliceId& id, std::string_view blob, uint64_t seq) {
+  // `owned` (may be null): `blob`'s own buffer, moved to the uploaders.
+  Status InsertDurable(const SliceId& id, std::string_view blob, uint64_t seq,
+                       std::string* owned) {
     std::lock_guard<std::mutex> w(write_mu_);
     MESHFS_ASSIGN_OR_RETURN(bool inserted,
                             InsertRow(id, blob, kPending, seq, /*copies=*/0, /*durable=*/false));
     if (inserted) {
-      // The in-memory copy for the uploader is made outside mu_ (readers
-      // and workers take it); write_mu_ keeps DropLocal out meanwhile.
+      // The uploaders get the trusted buffer itself, or a copy made outside
+      // mu_ (readers and workers take it); write_mu_ keeps DropLocal out
+      // meanwhile. `blob` is not read after the move.
       bool handoff;
       {
         std::lock_guard<std::mutex> l(mu_);
         handoff = handoff_bytes_ + blob.size() <= kHandoffMaxBytes;
         if (handoff) handoff_bytes_ += blob.size();
       }
-      std::string copy(handoff ? blob : std::string_view());
+      std::string copy;
+      if (handoff) copy = owned != nullptr ? std::move(*owned) : std::string(blob);
       std::lock_guard<std::mutex> l(mu_);
       PendingEntry e;
       e.seq = seq;
@@ -1115,10 +1141,11 @@ Result<std::unique_ptr<CachingStore>> CachingStore::Open(const CacheOptions& opt
 }
 
 Status CachingStore::Put(const SliceId& id, std::string_view blob) {
-  return impl_->Put(id, blob, /*trusted=*/false);
+  return impl_->Put(id, blob, nullptr);
 }
-Status CachingStore::PutTrusted(const SliceId& id, std::string_view blob) {
-  return impl_->Put(id, blob, /*trusted=*/true);
+Status CachingStore::PutTrusted(const SliceId& id, std::string blob) {
+  const std::string_view view = blob;
+  return impl_->Put(id, view, &blob);
 }
 Result<std::string> CachingStore::Get(const SliceId& id) { return impl_->Get(id); }
 Result<bool> CachingStore::Contains(const SliceId& id) { return impl_->Contains(id); }

@@ -178,7 +178,7 @@ Result<SliceBytes> Filesystem::LoadSlice(const SliceId& id) {
 
 Result<SliceId> Filesystem::StoreSlice(std::string_view plaintext) {
   MESHFS_ASSIGN_OR_RETURN(EncodedSlice enc, codec_->Encode(plaintext));
-  MESHFS_RETURN_IF_ERROR(store_->PutTrusted(enc.id, enc.blob));
+  MESHFS_RETURN_IF_ERROR(store_->PutTrusted(enc.id, std::move(enc.blob)));
   // Not put in the plaintext cache: what was just written is in the
   // kernel's page cache, and streaming writes would only evict what reads
   // need from it.

@@ -75,7 +75,7 @@ class CachingStore final : public SliceStore {
   ~CachingStore() override;  // stops workers; queued uploads stay queued on disk
 
   Status Put(const SliceId& id, std::string_view blob) override;
-  Status PutTrusted(const SliceId& id, std::string_view blob) override;
+  Status PutTrusted(const SliceId& id, std::string blob) override;
   Result<std::string> Get(const SliceId& id) override;
   Result<bool> Contains(const SliceId& id) override;
   Status Remove(const SliceId& id) override;

@@ -29,9 +29,10 @@ class SliceStore {
 
   // Put of a blob whose `id` the caller computed from these very bytes in
   // this process (the codec's Encode): a store may skip its own address
-  // check, which costs a BLAKE2b pass over the blob. Bytes that came from
-  // disk or the network always go through Put.
-  virtual Status PutTrusted(const SliceId& id, std::string_view blob) { return Put(id, blob); }
+  // check, which costs a BLAKE2b pass over the blob, and keep the buffer
+  // instead of copying it. Bytes that came from disk or the network always
+  // go through Put.
+  virtual Status PutTrusted(const SliceId& id, std::string blob) { return Put(id, blob); }
 
   // Returns the blob stored under `id`: NotFound if absent anywhere this
   // store can reach; Corruption if every copy found fails verification;
