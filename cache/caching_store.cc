@@ -18,9 +18,11 @@
 // needs) run on their own thread and connection: done by the writer, as
 // SQLite does by default, they held write_mu_ for tens of milliseconds every
 // 16 MiB and stalled every Put behind them. The writer's commit hook wakes
-// the checkpointer when the WAL holds kCheckpointBytes; past kWalMaxBytes the
-// writer checkpoints itself, so a checkpointer that falls behind cannot let
-// the WAL grow without bound.
+// the checkpointer when the WAL holds kCheckpointBytes; it copies the bulk
+// beside the writer, then the last few MiB with write_mu_ held (a short
+// stall) so that the WAL can start over. Past kWalMaxBytes the writer
+// checkpoints itself, so a checkpointer that falls behind cannot let the WAL
+// grow without bound.
 #include "meshfs/cache/caching_store.h"
 
 #include <algorithm>
@@ -56,6 +58,7 @@ constexpr size_t kMaxIdleReaders = 8;
 constexpr size_t kTouchBatch = 1024;
 constexpr int64_t kCheckpointBytes = 32 << 20;
 constexpr int64_t kWalMaxBytes = 256 << 20;
+constexpr int64_t kCatchUpBytes = 8 << 20;
 // Blobs just queued are handed to the upload workers in memory up to this
 // many bytes, so that an upload does not read back what was just written.
 constexpr uint64_t kHandoffMaxBytes = 32ull << 20;
@@ -1034,8 +1037,22 @@ class CachingStore::Impl {
       if (stopping_) return;
       l.unlock();
       checkpoint_wanted_.store(false);
-      const int rc = sqlite3_wal_checkpoint_v2(checkpointer_db_->handle(), nullptr,
-                                               SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      // The bulk of the copy, beside the writer.
+      int log = 0, done = 0;
+      int rc = sqlite3_wal_checkpoint_v2(checkpointer_db_->handle(), nullptr,
+                                         SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+      if (rc == SQLITE_OK && static_cast<int64_t>(log - done) * page_size_ <= kCatchUpBytes) {
+        // What was committed meanwhile is little: copy it with the writer
+        // held, so that every frame is in the database and the next commit
+        // starts the WAL over. Under a steady stream of Puts a passive
+        // checkpoint never catches up, and the WAL would grow to
+        // kWalMaxBytes before the writer stalls on a checkpoint of it all.
+        std::lock_guard<std::mutex> w(write_mu_);
+        rc = sqlite3_wal_checkpoint_v2(checkpointer_db_->handle(), nullptr,
+                                       SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+      } else if (rc == SQLITE_OK) {
+        checkpoint_wanted_.store(true);  // another pass at once
+      }
       if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
         LogWarn(kComponent, std::string("checkpoint of the cache database failed: ") +
                                 sqlite3_errstr(rc));
