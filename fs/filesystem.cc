@@ -9,8 +9,9 @@
 #include <cerrno>
 
 #include "meshfs/core/log.h"
-#include "meshfs/fs/errno.h"
 #include "meshfs/core/thread_name.h"
+#include "meshfs/fs/errno.h"
+#include "meshfs/fs/posix_acl.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -53,26 +54,6 @@ uint32_t KillPrivs(uint32_t mode) {
   mode &= ~static_cast<uint32_t>(S_ISUID);
   if (mode & S_IXGRP) mode &= ~static_cast<uint32_t>(S_ISGID);
   return mode;
-}
-
-// The permission bits an access ACL (system.posix_acl_access, Linux xattr
-// form: version 2, then {tag u16, perm u16, id u32} entries) implies: owner
-// from USER_OBJ, group from MASK (or GROUP_OBJ), other from OTHER. nullopt if
-// the value is not a well-formed ACL.
-std::optional<uint32_t> AclMode(std::string_view v) {
-  if (v.size() < 4 || (v.size() - 4) % 8 != 0) return std::nullopt;
-  auto u16 = [&](size_t i) { return uint32_t(uint8_t(v[i])) | uint32_t(uint8_t(v[i + 1])) << 8; };
-  if (u16(0) != 2 || u16(2) != 0) return std::nullopt;
-  std::optional<uint32_t> user, group, mask, other;
-  for (size_t i = 4; i < v.size(); i += 8) {
-    uint32_t tag = u16(i), perm = u16(i + 2) & 7;
-    if (tag == 0x01) user = perm;
-    else if (tag == 0x04) group = perm;
-    else if (tag == 0x10) mask = perm;
-    else if (tag == 0x20) other = perm;
-  }
-  if (!user || !group || !other) return std::nullopt;
-  return (*user << 6) | ((mask ? *mask : *group) << 3) | *other;
 }
 
 }  // namespace
@@ -558,6 +539,17 @@ int Filesystem::NewNodeLocked(const Caller& c, uint64_t parent, std::string_view
   if (existing.ok()) return EEXIST;
   if (!existing.status().Is(Code::kNotFound)) return Err(existing.status(), "create");
 
+  // A default ACL on the parent replaces the umask (as on Linux file
+  // systems with ACLs); the kernel's FUSE client leaves both to us.
+  std::optional<InheritedAcl> acl;
+  if (!S_ISLNK(mode)) {
+    auto def = meta_->GetXattr(parent, kAclDefaultXattr);
+    if (def.ok()) acl = InheritAcl(*def, mode, S_ISDIR(mode));
+    else if (!def.status().Is(Code::kNotFound)) return Err(def.status(), "create");
+    if (acl) mode = (mode & ~0777u) | acl->mode;
+    else mode &= ~(c.umask & 0777u);
+  }
+
   const int64_t now = NowNs();
   InodeRecord r;
   r.mode = mode;
@@ -577,6 +569,10 @@ int Filesystem::NewNodeLocked(const Caller& c, uint64_t parent, std::string_view
   if (!st.ok()) return Err(st, "create");
   auto ino = meta_->InsertInode(r, target);
   st = ino.ok() ? meta_->InsertDentry(parent, name, *ino) : ino.status();
+  if (st.ok() && acl && acl->access) st = meta_->SetXattr(*ino, kAclAccessXattr, *acl->access);
+  if (st.ok() && acl && acl->default_acl) {
+    st = meta_->SetXattr(*ino, kAclDefaultXattr, *acl->default_acl);
+  }
   if (st.ok()) {
     if (S_ISDIR(mode)) p.nlink++;
     p.mtime_ns = p.ctime_ns = now;
@@ -1263,7 +1259,7 @@ int Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view v
   if ((flags & XATTR_REPLACE) && !*has) return ENODATA;
   InodeRecord r = *rec;
   r.ctime_ns = NowNs();
-  if (name == "system.posix_acl_access") {
+  if (name == kAclAccessXattr) {
     // Keep the mode bits in step with the ACL (the kernel leaves it to us).
     if (auto m = AclMode(value)) r.mode = (r.mode & ~0777u) | *m;
   }

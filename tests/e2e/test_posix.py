@@ -742,23 +742,34 @@ def test_posix_acls(target):
     assert "user:1234" not in acl and "mask::" not in acl, acl
 
 
-def test_default_acl_inherited(target, request):
+def test_default_acl_inherited(target):
     """A directory's default ACL becomes the access ACL of files created in it
-    (and the default ACL of subdirectories), as on every ACL-capable Linux fs."""
+    (and the default ACL of subdirectories), as on every ACL-capable Linux fs;
+    it replaces the umask; without one the umask applies."""
     from posix_util import sh
-    if target.meshfs:
-        # Known gap: the mount stores system.posix_acl_default verbatim (rsync -A
-        # round-trips) but does not apply it to new files; that needs the
-        # kernel's FUSE_POSIX_ACL mode. strict: remove this marker when fixed.
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "meshfs does not apply default ACLs to new files (no FUSE_POSIX_ACL)")))
     d = target.path / "inherit"
     os.mkdir(d)
     sh(["setfacl", "-d", "-m", "u:1234:rwx,g::r-x,o::---", str(d)])
-    write_file(d / "child", b"")
+    write_file(d / "child", b"", 0o666)
     os.mkdir(d / "subdir")
-    assert "user:1234:" in sh(["getfacl", "-cn", str(d / "child")]).stdout
+    acl = sh(["getfacl", "-cn", str(d / "child")]).stdout
+    assert "user:1234:rwx" in acl and "mask::rw-" in acl and "other::---" in acl, acl
+    # Created with 0666: the ACL, not the umask, decides.
+    assert stat.S_IMODE(os.stat(d / "child").st_mode) == 0o660
     assert "user:1234:rwx" in sh(["getfacl", "-cnd", str(d / "subdir")]).stdout
+    assert "user:1234:rwx" in sh(["getfacl", "-cn", str(d / "subdir")]).stdout
+    # Inherited again one level down.
+    write_file(d / "subdir" / "grandchild", b"x")
+    assert "user:1234:rwx" in sh(["getfacl", "-cn", str(d / "subdir" / "grandchild")]).stdout
+    # Outside the ACL'd directory the umask applies as usual.
+    old = os.umask(0o027)
+    try:
+        write_file(target.path / "masked", b"")
+        os.mkdir(target.path / "masked_dir", 0o777)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(target.path / "masked").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(target.path / "masked_dir").st_mode) == 0o750
 
 
 # --------------------------------------------------------------------------

@@ -70,6 +70,9 @@ struct Attr {
 struct Caller {
   uint32_t uid = 0;
   uint32_t gid = 0;
+  // Applied to the permission bits of new inodes unless the parent has a
+  // default ACL (which replaces it).
+  uint32_t umask = 0;
   bool is_root() const { return uid == 0; }
 };
 
