@@ -700,6 +700,23 @@ int Filesystem::DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_o
 }
 
 int Filesystem::Unlink(uint64_t parent, std::string_view name) {
+  int e = UnlinkOnce(parent, name);
+  if (e == ENOSPC && ReleaseReserve()) e = UnlinkOnce(parent, name);
+  return e;
+}
+
+int Filesystem::Rmdir(uint64_t parent, std::string_view name) {
+  int e = RmdirOnce(parent, name);
+  if (e == ENOSPC && ReleaseReserve()) e = RmdirOnce(parent, name);
+  return e;
+}
+
+bool Filesystem::ReleaseReserve() {
+  std::lock_guard<std::mutex> lock(meta_mu_);
+  return meta_->ReleaseReserve();
+}
+
+int Filesystem::UnlinkOnce(uint64_t parent, std::string_view name) {
   if (options_.read_only) return EROFS;
   if (name.size() > kNameMax) return ENAMETOOLONG;
   std::lock_guard<std::mutex> lock(meta_mu_);
@@ -727,7 +744,7 @@ int Filesystem::Unlink(uint64_t parent, std::string_view name) {
   return e;
 }
 
-int Filesystem::Rmdir(uint64_t parent, std::string_view name) {
+int Filesystem::RmdirOnce(uint64_t parent, std::string_view name) {
   if (options_.read_only) return EROFS;
   if (name.size() > kNameMax) return ENAMETOOLONG;
   if (name == ".") return EINVAL;

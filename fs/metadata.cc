@@ -1,9 +1,14 @@
 #include "meshfs/fs/metadata.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <string>
+
+#include "meshfs/core/log.h"
 
 namespace meshfs::fs {
 namespace {
@@ -88,6 +93,10 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const Options& option
   std::unique_ptr<MetadataStore> store(new MetadataStore(db));
   Status st = store->Init(options);
   if (!st.ok()) return st.WithContext(options.path.string());
+  if (!options.read_only && options.path != ":memory:" && !options.path.empty()) {
+    store->reserve_path_ = options.path.string() + ".reserve";
+    store->EnsureReserve();
+  }
   return store;
 }
 
@@ -254,10 +263,43 @@ Status MetadataStore::Commit(bool durable) {
     return st;
   }
   pending_ = false;
+  if (!reserve_present_ && !reserve_path_.empty() &&
+      std::chrono::steady_clock::now() >= next_reserve_try_) {
+    EnsureReserve();
+  }
   // The safety level cannot change inside a transaction: a durable commit is
   // an ordinary one followed by a synchronous write that syncs the WAL.
   if (durable) st = Sync();
   return st;
+}
+
+void MetadataStore::EnsureReserve() {
+  next_reserve_try_ = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  struct statvfs vfs;
+  if (::statvfs(reserve_path_.parent_path().c_str(), &vfs) != 0) return;
+  const uint64_t room = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  const int fd = ::open(reserve_path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  struct stat st;
+  bool ok = ::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) >= kReserveBytes;
+  if (!ok && room >= kReserveRoom) {
+    ok = ::posix_fallocate(fd, 0, static_cast<off_t>(kReserveBytes)) == 0 && ::fsync(fd) == 0;
+  }
+  ::close(fd);
+  if (!ok) {
+    (void)::unlink(reserve_path_.c_str());
+    return;
+  }
+  if (!reserve_present_) reserve_present_ = true;
+}
+
+bool MetadataStore::ReleaseReserve() {
+  if (reserve_path_.empty()) return false;
+  const bool had = ::unlink(reserve_path_.c_str()) == 0;
+  if (had) LogWarn("metadata", "disk full: gave back the metadata reserve so a removal can commit");
+  reserve_present_ = false;
+  next_reserve_try_ = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  return had;
 }
 
 Status MetadataStore::CommitLater() {

@@ -58,6 +58,21 @@ TEST_F(MetadataTest, NewDatabaseHasRoot) {
   EXPECT_TRUE(m_->GetInode(99).status().Is(Code::kNotFound));
 }
 
+// The reserve that lets removals commit on a full disk: made at open, given
+// back once, made again at the next open.
+TEST_F(MetadataTest, ReserveIsMadeAtOpenAndGivenBackOnce) {
+  const auto reserve = dir_ / "metadata.db.reserve";
+  ASSERT_TRUE(std::filesystem::exists(reserve));
+  EXPECT_EQ(std::filesystem::file_size(reserve), MetadataStore::kReserveBytes);
+  EXPECT_TRUE(m_->has_reserve());
+  EXPECT_TRUE(m_->ReleaseReserve());
+  EXPECT_FALSE(std::filesystem::exists(reserve));
+  EXPECT_FALSE(m_->has_reserve());
+  EXPECT_FALSE(m_->ReleaseReserve());  // nothing left to give
+  Open();
+  EXPECT_TRUE(std::filesystem::exists(reserve));
+}
+
 TEST_F(MetadataTest, RecordsSurviveReopen) {
   ASSERT_TRUE(m_->Begin().ok());
   InodeRecord r;

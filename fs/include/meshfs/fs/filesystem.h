@@ -171,6 +171,8 @@ class Filesystem final : private FileDataBackend {
               Attr* out);
   int Readlink(uint64_t ino, std::string* target);
   int Link(uint64_t ino, uint64_t new_parent, std::string_view new_name, Attr* out);
+  // Removals work on a full disk: one that fails with ENOSPC gives back the
+  // metadata store's reserve and is tried once more.
   int Unlink(uint64_t parent, std::string_view name);
   int Rmdir(uint64_t parent, std::string_view name);
   // flags: 0, RENAME_NOREPLACE, RENAME_EXCHANGE (others EINVAL).
@@ -266,6 +268,9 @@ class Filesystem final : private FileDataBackend {
   // Whether `ino` was created by a transaction that is still not committed.
   bool PendingCreateLocked(uint64_t ino);
   // `defer_commit`: leave the transaction open (MetadataStore::CommitLater).
+  int UnlinkOnce(uint64_t parent, std::string_view name);
+  bool ReleaseReserve();
+  int RmdirOnce(uint64_t parent, std::string_view name);
   int NewNodeLocked(const Caller& c, uint64_t parent, std::string_view name, uint32_t mode,
                     uint64_t rdev, std::string_view target, Attr* out, bool defer_commit = false);
   int DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_orphan);

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -116,6 +117,17 @@ class MetadataStore final {
   // Commits deferred work first.
   Status Sync();
 
+  // A full disk. Beside the database lies `<db>.reserve` (kReserveBytes,
+  // made at Open when there is room). Deleting a file must work on a full
+  // disk, as on any local file system, but every commit needs a little room
+  // for its WAL frames: a removal that fails with NoSpace gives the reserve
+  // back and is tried once more. Returns whether a reserve was given back.
+  // A later commit makes it again once kReserveRoom bytes are free.
+  bool ReleaseReserve();
+  bool has_reserve() const { return reserve_present_; }
+  static constexpr uint64_t kReserveBytes = 1 << 20;
+  static constexpr uint64_t kReserveRoom = 8ull << 20;
+
   // Inodes. GetInode: NotFound if absent.
   Result<InodeRecord> GetInode(uint64_t ino);
   // Inserts with a fresh inode number (record.ino is ignored); returns it.
@@ -177,6 +189,8 @@ class MetadataStore final {
   Result<sqlite3_stmt*> Prep(const char* sql);
   Status Error(std::string_view what) const;
   Status Init(const Options& options);
+  // Makes the reserve file if there is room; best effort.
+  void EnsureReserve();
 
   sqlite3* db_;
   std::unordered_map<const char*, sqlite3_stmt*> stmts_;
@@ -185,6 +199,9 @@ class MetadataStore final {
   bool in_op_ = false;     // between Begin and Commit/CommitLater/Rollback
   bool nested_ = false;    // the operation runs in a savepoint of a pending transaction
   bool pending_ = false;   // a transaction with deferred work is open
+  std::filesystem::path reserve_path_;  // empty: no reserve (read-only, in memory)
+  bool reserve_present_ = false;
+  std::chrono::steady_clock::time_point next_reserve_try_{};
 };
 
 }  // namespace meshfs::fs
