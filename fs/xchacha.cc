@@ -43,15 +43,25 @@ struct Derived {
   Derived& operator=(const Derived&) = delete;
 };
 
-// EVP_*Update takes int lengths; slices are at most 16 MiB, but stay correct
-// for anything.
-template <typename Update>
-bool InChunks(const unsigned char* in, unsigned char* out, size_t n, Update update) {
+// Key, nonce and associated data in, then the data through, in either
+// direction (`enc` 1 encrypts, 0 decrypts). EVP_CipherUpdate takes int
+// lengths: slices are at most 16 MiB, but stay correct for anything.
+bool Pass(EVP_CIPHER_CTX* ctx, int enc, unsigned char* out, const unsigned char* in, size_t n,
+          const unsigned char* ad, size_t ad_size, const unsigned char* nonce,
+          const unsigned char* key) {
+  const EVP_CIPHER* cipher = Cipher();
+  if (ctx == nullptr || cipher == nullptr || ad_size > INT_MAX) return false;
+  Derived d(nonce, key);
+  if (EVP_CipherInit_ex2(ctx, cipher, d.key, d.nonce, enc, nullptr) != 1) return false;
+  int len = 0;
+  if (ad_size > 0 && EVP_CipherUpdate(ctx, nullptr, &len, ad, static_cast<int>(ad_size)) != 1) {
+    return false;
+  }
   constexpr size_t kChunk = size_t{1} << 30;
   while (n > 0) {
     const size_t step = n < kChunk ? n : kChunk;
-    int len = 0;
-    if (update(out, &len, in, static_cast<int>(step)) != 1 || static_cast<size_t>(len) != step) {
+    if (EVP_CipherUpdate(ctx, out, &len, in, static_cast<int>(step)) != 1 ||
+        static_cast<size_t>(len) != step) {
       return false;
     }
     in += step;
@@ -66,45 +76,22 @@ bool InChunks(const unsigned char* in, unsigned char* out, size_t n, Update upda
 bool Encrypt(unsigned char* out, const unsigned char* in, size_t n, const unsigned char* ad,
              size_t ad_size, const unsigned char* nonce, const unsigned char* key) {
   EVP_CIPHER_CTX* ctx = ThreadCtx();
-  const EVP_CIPHER* cipher = Cipher();
-  if (ctx == nullptr || cipher == nullptr || ad_size > INT_MAX) return false;
-  Derived d(nonce, key);
   int len = 0;
-  if (EVP_EncryptInit_ex2(ctx, cipher, d.key, d.nonce, nullptr) != 1) return false;
-  if (ad_size > 0 && EVP_EncryptUpdate(ctx, nullptr, &len, ad, static_cast<int>(ad_size)) != 1) {
-    return false;
-  }
-  if (!InChunks(in, out, n, [&](unsigned char* o, int* l, const unsigned char* i, int k) {
-        return EVP_EncryptUpdate(ctx, o, l, i, k);
-      })) {
-    return false;
-  }
-  if (EVP_EncryptFinal_ex(ctx, out + n, &len) != 1 || len != 0) return false;
-  return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kTagSize), out + n) == 1;
+  return Pass(ctx, 1, out, in, n, ad, ad_size, nonce, key) &&
+         EVP_CipherFinal_ex(ctx, out + n, &len) == 1 && len == 0 &&
+         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kTagSize), out + n) ==
+             1;
 }
 
 bool Decrypt(unsigned char* out, const unsigned char* in, size_t n, const unsigned char* ad,
              size_t ad_size, const unsigned char* nonce, const unsigned char* key) {
   EVP_CIPHER_CTX* ctx = ThreadCtx();
-  const EVP_CIPHER* cipher = Cipher();
-  if (ctx == nullptr || cipher == nullptr || ad_size > INT_MAX) return false;
-  Derived d(nonce, key);
   unsigned char tag[kTagSize];
   std::memcpy(tag, in + n, kTagSize);  // `out` may overlap `in`
   int len = 0;
-  if (EVP_DecryptInit_ex2(ctx, cipher, d.key, d.nonce, nullptr) != 1) return false;
-  if (ad_size > 0 && EVP_DecryptUpdate(ctx, nullptr, &len, ad, static_cast<int>(ad_size)) != 1) {
-    return false;
-  }
-  if (!InChunks(in, out, n, [&](unsigned char* o, int* l, const unsigned char* i, int k) {
-        return EVP_DecryptUpdate(ctx, o, l, i, k);
-      })) {
-    return false;
-  }
-  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTagSize), tag) != 1) {
-    return false;
-  }
-  return EVP_DecryptFinal_ex(ctx, out + n, &len) == 1;
+  return Pass(ctx, 0, out, in, n, ad, ad_size, nonce, key) &&
+         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTagSize), tag) == 1 &&
+         EVP_CipherFinal_ex(ctx, out + n, &len) == 1;
 }
 
 }  // namespace meshfs::fs::xchacha
