@@ -7,7 +7,11 @@
 
 namespace meshfs::fs {
 namespace {
-constexpr int kReadaheadSlices = 8;
+// Sequential reads fetch this far ahead (in slices: kReadaheadBytes, at least
+// 2 and at most 64 slices). Cold reads wait on the peers' disks and the
+// network, not on the CPU: on one machine, 4 fetchers 8 slices ahead read a
+// cold 512 MiB file in 1.6 s, 8 / 16 in 1.5 s, 16 / 32 in 1.4 s.
+constexpr uint64_t kReadaheadBytes = 32ull << 20;
 constexpr size_t kCommitBatch = 256;
 // A write at least this large into a new slice buffer reserves the whole slice.
 constexpr uint64_t kReserveWrite = 64 * 1024;
@@ -71,6 +75,8 @@ FileData::FileData(uint64_t ino, uint32_t slice_size, uint64_t size,
       slice_size_(slice_size),
       backend_(backend),
       dirty_max_(std::max<uint64_t>(dirty_max, slice_size)),
+      readahead_slices_(std::clamp<uint64_t>(kReadaheadBytes / std::max<uint32_t>(slice_size, 1),
+                                             2, 64)),
       pool_(pool),
       size_(size),
       inline_(std::move(inline_data)) {
@@ -200,7 +206,7 @@ Status FileData::Read(uint64_t off, uint64_t len, ReadBuffer* out,
     if (off == last_read_end_ || off == 0) {
       uint64_t next = (end + slice_size_ - 1) / slice_size_;
       for (auto e = extents_.lower_bound(next);
-           e != extents_.end() && e->first < next + kReadaheadSlices; ++e) {
+           e != extents_.end() && e->first < next + readahead_slices_; ++e) {
         if (!dirty_.count(e->first) && !inflight_.count(e->first)) {
           ahead.push_back(e->second.slice);
         }

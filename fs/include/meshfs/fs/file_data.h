@@ -221,6 +221,7 @@ class FileData final {
   const uint64_t slice_size_;
   FileDataBackend* const backend_;
   const uint64_t dirty_max_;
+  const uint64_t readahead_slices_;  // how far sequential reads fetch ahead
   WriteBackPool* const pool_;
 
   std::mutex mu_;

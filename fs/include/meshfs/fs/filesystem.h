@@ -140,7 +140,7 @@ class Filesystem final : private FileDataBackend {
     // Dirty bytes per open file, and for all open files together, before
     // the oldest are written back.
     uint64_t dirty_max = 64ull << 20;
-    int readahead_threads = 4;
+    int readahead_threads = 16;  // fetchers of read-ahead slices (file_data.cc)
     // Free space of the backing peers; nullopt: use the local disk of the
     // metadata file.
     std::function<std::optional<StatFsInfo>()> statfs;
