@@ -1047,11 +1047,10 @@ class CachingStore::Impl {
         // starts the WAL over. Under a steady stream of Puts a passive
         // checkpoint never catches up, and the WAL would grow to
         // kWalMaxBytes before the writer stalls on a checkpoint of it all.
+        // Otherwise the next commit asks for another pass (the WAL hook).
         std::lock_guard<std::mutex> w(write_mu_);
         rc = sqlite3_wal_checkpoint_v2(checkpointer_db_->handle(), nullptr,
                                        SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-      } else if (rc == SQLITE_OK) {
-        checkpoint_wanted_.store(true);  // another pass at once
       }
       if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
         LogWarn(kComponent, std::string("checkpoint of the cache database failed: ") +
