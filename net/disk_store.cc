@@ -248,7 +248,8 @@ Status DiskStore::AddRef(const SliceId& id, std::string_view owner) {
   return Status::OK();
 }
 
-Result<bool> DiskStore::Put(const SliceId& id, std::string_view blob, std::string_view owner) {
+Result<bool> DiskStore::Put(const SliceId& id, std::string_view blob, std::string_view owner,
+                            bool address_verified) {
   if (blob.size() > options_.max_blob_bytes) {
     return Status::TooLarge("blob of " + std::to_string(blob.size()) + " bytes is over the " +
                             std::to_string(options_.max_blob_bytes) + "-byte limit");
@@ -256,7 +257,7 @@ Result<bool> DiskStore::Put(const SliceId& id, std::string_view blob, std::strin
   if (!owner.empty() && !ValidOwner(owner)) {
     return Status::InvalidArgument("owner must be a volume id (64 lowercase hex)");
   }
-  if (!id.Matches(blob)) {
+  if (!address_verified && !id.Matches(blob)) {
     return Status::Corruption("body does not match the address (BLAKE2b-256 differs)");
   }
   const uint64_t size = blob.size();

@@ -45,6 +45,9 @@ std::string ShortBody(const std::string& body) {
 
 struct Transfer {
   HttpRequest request;
+  // If not null, the body is sent from these bytes instead of request.body,
+  // with no copy: the sender waits for the transfer to complete.
+  std::string_view body_ref;
   std::promise<Result<HttpResponse>> promise;
   HttpResponse response;
   CURL* easy = nullptr;
@@ -139,9 +142,12 @@ class PeerClient::Impl {
     curl_multi_cleanup(multi_);
   }
 
-  std::future<Result<HttpResponse>> Send(HttpRequest request) {
+  // `body_ref`: see Transfer; the caller keeps it alive until the future is
+  // ready.
+  std::future<Result<HttpResponse>> Send(HttpRequest request, std::string_view body_ref = {}) {
     auto t = std::make_unique<Transfer>();
     t->request = std::move(request);
+    t->body_ref = body_ref;
     auto future = t->promise.get_future();
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -193,9 +199,10 @@ class PeerClient::Impl {
     } else if (r.method == "HEAD") {
       curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else if (r.method == "PUT" || r.method == "POST" || r.method == "DELETE") {
-      if (r.method != "DELETE" || !r.body.empty()) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
+      const std::string_view body = t->body_ref.data() != nullptr ? t->body_ref : r.body;
+      if (r.method != "DELETE" || !body.empty()) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
       }
       curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
     } else {
@@ -358,7 +365,6 @@ Result<PutSliceReply> PeerClient::PutSlice(const PeerAddress& peer, const SliceI
   r.peer = peer;
   r.method = "PUT";
   r.path = "/v1/slices/" + id.ToHex();
-  r.body = std::string(blob);
   if (!owner.empty()) r.headers["X-Meshfs-Owner"] = std::string(owner);
   if (!forward.empty()) {
     std::string list;
@@ -371,7 +377,11 @@ Result<PutSliceReply> PeerClient::PutSlice(const PeerAddress& peer, const SliceI
   // Forwarding peers need time for their own downstream transfers.
   r.timeout_ms = 30000 + static_cast<int>(forward.size()) * 15000;
   const HttpRequest described{r.peer, r.method, r.path, {}, {}, r.timeout_ms};
-  MESHFS_ASSIGN_OR_RETURN(HttpResponse resp, Call(std::move(r)));
+  // The blob is sent from the caller's bytes, not copied: this waits until
+  // the transfer is over.
+  MESHFS_ASSIGN_OR_RETURN(
+      HttpResponse resp,
+      impl_->Send(std::move(r), blob.data() != nullptr ? blob : std::string_view("", 0)).get());
   if (resp.status != 200 && resp.status != 201) return HttpError(described, resp);
   PutSliceReply reply;
   auto json = nlohmann::json::parse(resp.body, nullptr, /*allow_exceptions=*/false);
