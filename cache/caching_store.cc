@@ -852,7 +852,8 @@ class CachingStore::Impl {
       space_cv_.notify_all();
       return;
     } else if (reporter_ != nullptr) {
-      // PutCounted checks the address before sending anything.
+      // PutCounted refuses a blob that does not match its address (the
+      // peers hash it): no need to hash it here.
       status = reporter_->PutCounted(id, **local, &copies);
       if (status.Is(Code::kCorruption)) status = DamagedQueued(id);
     } else if (!id.Matches(**local)) {
