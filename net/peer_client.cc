@@ -43,6 +43,10 @@ std::string ShortBody(const std::string& body) {
   return s;
 }
 
+// Upload buffer sizes for request bodies (CURLOPT_UPLOAD_BUFFERSIZE).
+constexpr size_t kDefaultUploadBuffer = 64 << 10;  // libcurl's default
+constexpr size_t kMaxUploadBuffer = 1 << 20;
+
 struct Transfer {
   HttpRequest request;
   // If not null, the body is sent from these bytes instead of request.body,
@@ -61,8 +65,6 @@ struct Transfer {
 };
 
 constexpr uint64_t kMaxReserve = 64ull << 20;
-constexpr size_t kDefaultUploadBuffer = 64 << 10;  // libcurl's default
-constexpr size_t kMaxUploadBuffer = 1 << 20;
 
 size_t WriteBody(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
