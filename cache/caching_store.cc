@@ -89,8 +89,11 @@ const char* const kSqlExists = "SELECT state FROM blobs WHERE id = ?1";
 const char* const kSqlInsert =
     "INSERT INTO blobs(id, size, state, last_access, seq, copies, data) "
     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING";
-const char* const kSqlMarkUploaded =
-    "UPDATE blobs SET state = 1, copies = ?2 WHERE id = ?1 AND state = 0";
+// Only the state changes (0 -> 1, both stored in zero bytes): the row keeps
+// its size, so SQLite overwrites the one page holding the row's header in
+// place instead of writing the whole blob again to the WAL (and later to the
+// database at checkpoint). `copies` matters for pending rows only.
+const char* const kSqlMarkUploaded = "UPDATE blobs SET state = 1 WHERE id = ?1 AND state = 0";
 const char* const kSqlSetCopies = "UPDATE blobs SET copies = ?2 WHERE id = ?1";
 const char* const kSqlTouch = "UPDATE blobs SET last_access = ?2 WHERE id = ?1";
 const char* const kSqlLruVictims =
@@ -904,7 +907,8 @@ class CachingStore::Impl {
       space_cv_.notify_all();
       return;
     } else if (reporter_ != nullptr) {
-      // PutCounted checks the address before sending anything.
+      // PutCounted refuses a blob that does not match its address (the
+      // peers hash it): no need to hash it here.
       status = reporter_->PutCounted(id, **local, &copies);
       if (status.Is(Code::kCorruption)) status = DamagedQueued(id);
     } else if (!id.Matches(**local)) {
@@ -918,11 +922,11 @@ class CachingStore::Impl {
       Status s;
       {
         std::lock_guard<std::mutex> w(write_mu_);
-        s = MarkUploadedLocked(id, copies);
+        s = MarkUploadedLocked(id);
         if (s.Is(Code::kNoSpace)) {
           // Disk full: give back the reserve so the queue can drain.
           ReleaseReserveLocked();
-          s = MarkUploadedLocked(id, copies);
+          s = MarkUploadedLocked(id);
         }
       }
       if (s.ok()) {
@@ -980,12 +984,11 @@ class CachingStore::Impl {
                               " is damaged in the local cache and cannot be uploaded");
   }
 
-  Status MarkUploadedLocked(const SliceId& id, int copies) {
+  Status MarkUploadedLocked(const SliceId& id) {
     MESHFS_RETURN_IF_ERROR(SetSync(false));
     MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * mark, writer_->Prepare(kSqlMarkUploaded));
     StmtReset reset(mark);
     sqlite3_bind_blob(mark, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
-    sqlite3_bind_int(mark, 2, copies);
     return StepDone(*writer_, mark, "marking a slice uploaded");
   }
 

@@ -290,20 +290,21 @@ class Node::Impl {
       }
       forward = std::move(*list);
     }
+    // The body is hashed once, here (the store is told it was checked):
+    // only a blob that matches its address is stored or passed on.
+    if (!id.Matches(r.body)) {
+      return Reject("PUT of slice", id.ToHex(),
+                    Status::Corruption("body does not match the address (BLAKE2b-256 differs)"));
+    }
     // Pipeline replication runs while this peer writes its own copy, so
-    // each hop adds one transfer, not a transfer plus a disk sync. Only a
-    // blob that matches its address is passed on.
+    // each hop adds one transfer, not a transfer plus a disk sync.
     std::future<Forwarded> downstream;
     if (!forward.empty()) {
-      if (!id.Matches(r.body)) {
-        return Reject("PUT of slice", id.ToHex(),
-                      Status::Corruption("body does not match the address (BLAKE2b-256 differs)"));
-      }
       downstream = std::async(std::launch::async, [this, &r, &id, &owner, &forward] {
         return Forward(id, r.body, owner, forward);
       });
     }
-    auto stored = store_->Put(id, r.body, owner);
+    auto stored = store_->Put(id, r.body, owner, /*address_verified=*/true);
     Forwarded fwd;
     if (downstream.valid()) fwd = downstream.get();
     if (!stored.ok()) {

@@ -44,8 +44,15 @@ std::string ShortBody(const std::string& body) {
   return s;
 }
 
+// Upload buffer sizes for request bodies (CURLOPT_UPLOAD_BUFFERSIZE).
+constexpr size_t kDefaultUploadBuffer = 64 << 10;  // libcurl's default
+constexpr size_t kMaxUploadBuffer = 1 << 20;
+
 struct Transfer {
   HttpRequest request;
+  // If not null, the body is sent from these bytes instead of request.body,
+  // with no copy: the sender waits for the transfer to complete.
+  std::string_view body_ref;
   std::promise<Result<HttpResponse>> promise;
   HttpResponse response;
   CURL* easy = nullptr;
@@ -141,9 +148,12 @@ class PeerClient::Impl {
     curl_multi_cleanup(multi_);
   }
 
-  std::future<Result<HttpResponse>> Send(HttpRequest request) {
+  // `body_ref`: see Transfer; the caller keeps it alive until the future is
+  // ready.
+  std::future<Result<HttpResponse>> Send(HttpRequest request, std::string_view body_ref = {}) {
     auto t = std::make_unique<Transfer>();
     t->request = std::move(request);
+    t->body_ref = body_ref;
     auto future = t->promise.get_future();
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -198,9 +208,17 @@ class PeerClient::Impl {
     } else if (r.method == "HEAD") {
       curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else if (r.method == "PUT" || r.method == "POST" || r.method == "DELETE") {
-      if (r.method != "DELETE" || !r.body.empty()) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
+      const std::string_view body = t->body_ref.data() != nullptr ? t->body_ref : r.body;
+      if (r.method != "DELETE" || !body.empty()) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
+        // libcurl copies the body through its upload buffer and goes back
+        // to poll(2) after each buffer: a slice in a few large sends, not in
+        // sixteen 64 KiB rounds.
+        if (body.size() > kDefaultUploadBuffer) {
+          curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE,
+                           static_cast<long>(std::min(body.size(), kMaxUploadBuffer)));
+        }
       }
       curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
     } else {
@@ -364,7 +382,6 @@ Result<PutSliceReply> PeerClient::PutSlice(const PeerAddress& peer, const SliceI
   r.peer = peer;
   r.method = "PUT";
   r.path = "/v1/slices/" + id.ToHex();
-  r.body = std::string(blob);
   if (!owner.empty()) r.headers["X-Meshfs-Owner"] = std::string(owner);
   if (!forward.empty()) {
     std::string list;
@@ -377,7 +394,11 @@ Result<PutSliceReply> PeerClient::PutSlice(const PeerAddress& peer, const SliceI
   // Forwarding peers need time for their own downstream transfers.
   r.timeout_ms = 30000 + static_cast<int>(forward.size()) * 15000;
   const HttpRequest described{r.peer, r.method, r.path, {}, {}, r.timeout_ms};
-  MESHFS_ASSIGN_OR_RETURN(HttpResponse resp, Call(std::move(r)));
+  // The blob is sent from the caller's bytes, not copied: this waits until
+  // the transfer is over.
+  MESHFS_ASSIGN_OR_RETURN(
+      HttpResponse resp,
+      impl_->Send(std::move(r), blob.data() != nullptr ? blob : std::string_view("", 0)).get());
   if (resp.status != 200 && resp.status != 201) return HttpError(described, resp);
   PutSliceReply reply;
   auto json = nlohmann::json::parse(resp.body, nullptr, /*allow_exceptions=*/false);

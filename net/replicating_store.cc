@@ -242,10 +242,9 @@ class ReplicatingStore::Impl {
 
   Status PutCounted(const SliceId& id, std::string_view blob, int* copies) {
     *copies = 0;
-    if (!id.Matches(blob)) {
-      return Status::Corruption("refusing to upload slice " + Short(id) +
-                                ": the blob does not match its address");
-    }
+    // Not hashed here: the peers check every PUT body against its address
+    // before storing or forwarding it (a mismatch is HTTP 400, Corruption),
+    // so a damaged blob is refused by the first peer it reaches.
     const std::vector<std::string> order = PlacementAddrs(id);
     const size_t want = static_cast<size_t>(options_.replicas);
     std::set<std::string> stored, tried;
@@ -296,6 +295,9 @@ class ReplicatingStore::Impl {
         stored.insert(a);
         tried.insert(a);
       } else {
+        // A peer found that the blob does not match its address: no other
+        // peer will take it.
+        if (r.status().Is(Code::kCorruption)) return r.status();
         note_failure(a, r.status());
       }
     }

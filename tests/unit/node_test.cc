@@ -140,6 +140,35 @@ TEST_F(NodeTest, PipelineReplicationAndDeadPeer) {
   EXPECT_TRUE(client_.GetSlice(Addr(c), id2).ok());
 }
 
+// The node hashes a PUT's body once, before storing or forwarding it: a
+// body that does not match is refused by the first peer (nothing stored,
+// nothing passed on), also for an address already stored there.
+TEST_F(NodeTest, MismatchedBodyIsRefusedBeforeStoringOrForwarding) {
+  Node* a = StartNode();
+  Node* b = StartNode();
+  ASSERT_TRUE(a && b);
+  const std::string blob = Blob(200'000, 'g');
+  const SliceId id = SliceId::ForBlob(blob);
+  std::string damaged = blob;
+  damaged[12345] ^= 1;
+
+  auto bad = client_.PutSlice(Addr(a), id, damaged, std::string(64, 'a'), {Addr(b)});
+  EXPECT_TRUE(bad.status().Is(Code::kCorruption)) << bad.status().ToString();
+  for (Node* n : {a, b}) {
+    auto has = client_.HasSlices(Addr(n), {id});
+    ASSERT_TRUE(has.ok()) << has.status().ToString();
+    EXPECT_FALSE((*has)[0]) << n->addr();
+  }
+
+  ASSERT_TRUE(client_.PutSlice(Addr(a), id, blob, "", {Addr(b)}).ok());
+  for (const std::vector<PeerAddress>& forward :
+       {std::vector<PeerAddress>{}, std::vector<PeerAddress>{Addr(b)}}) {
+    auto again = client_.PutSlice(Addr(a), id, damaged, std::string(64, 'b'), forward);
+    EXPECT_TRUE(again.status().Is(Code::kCorruption)) << again.status().ToString();
+  }
+  for (Node* n : {a, b}) EXPECT_EQ(*client_.GetSlice(Addr(n), id), blob);
+}
+
 TEST_F(NodeTest, RootsAndSignedDeleteViaHttp) {
   Node* n = StartNode();
   ASSERT_NE(n, nullptr);

@@ -22,6 +22,7 @@
 
 #include "meshfs/core/hex.h"
 #include "meshfs/net/members.h"
+#include "meshfs/net/placement.h"
 #include "testing/slice_store_contract.h"
 #include "testing/temp_dir.h"
 
@@ -307,6 +308,39 @@ TEST_F(ReplicatingStoreTest, PeerServingDamagedBytesLosesReputation) {
   EXPECT_EQ(sc.corrupt, 1u);
   // Its cost rose by the corrupt penalty (x20).
   EXPECT_GT(sc.cost, 10 * cost_before);
+}
+
+// The client does not hash what it uploads; the peers do. A damaged blob is
+// Corruption with no copy made, also when the first peer of the placement is
+// down and the blob goes to the others one by one.
+TEST_F(ReplicatingStoreTest, DamagedBlobIsRefusedByThePeers) {
+  const std::string blob = RandomBlob(100'000, 7);
+  const SliceId id = SliceId::ForBlob(blob);
+  std::string damaged = blob;
+  damaged[500] ^= 1;
+  int copies = -1;
+  Status s = cluster_->rs().PutCounted(id, damaged, &copies);
+  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+  EXPECT_EQ(copies, 0);
+
+  std::vector<PlacementCandidate> cands;
+  for (const auto& p : cluster_->rs().Peers()) cands.push_back({p.id, p.addr, p.capacity_bytes});
+  ASSERT_EQ(cands.size(), 3u);
+  const std::string first = cands[PlacementOrder(id, cands)[0]].addr;
+  cluster_->node_by_addr(first)->Stop(SIGKILL);
+  copies = -1;
+  s = cluster_->rs().PutCounted(id, damaged, &copies);
+  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+  EXPECT_EQ(copies, 0);
+  for (size_t i = 0; i < 3; ++i) {
+    if (cluster_->node(i).addr() == first) continue;
+    auto has = cluster_->client().HasSlices(*PeerAddress::Parse(cluster_->node(i).addr()), {id});
+    ASSERT_TRUE(has.ok()) << has.status().ToString();
+    EXPECT_FALSE((*has)[0]) << "node " << i;
+  }
+  // The good bytes still go through (to the two live peers).
+  s = cluster_->rs().PutCounted(id, blob, &copies);
+  EXPECT_EQ(copies, 2) << s.ToString();
 }
 
 TEST_F(ReplicatingStoreTest, StalledPeerIsHedgedAround) {

@@ -67,7 +67,11 @@ class DiskStore final {
   // TooLarge over max_blob_bytes; Corruption if BLAKE2b-256(blob) != id
   // (nothing stored); NoSpace if it does not fit; InvalidArgument for a bad
   // owner. Idempotent; concurrent Puts of one id are safe.
-  Result<bool> Put(const SliceId& id, std::string_view blob, std::string_view owner);
+  // `address_verified`: the caller has just checked id.Matches(blob) (the
+  // node does, before forwarding), so the hash is not computed again;
+  // Corruption is then never returned.
+  Result<bool> Put(const SliceId& id, std::string_view blob, std::string_view owner,
+                   bool address_verified = false);
   // NotFound if absent.
   Result<std::string> Get(const SliceId& id);
   Result<BlobFile> OpenBlob(const SliceId& id);

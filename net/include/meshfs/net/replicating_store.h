@@ -70,6 +70,9 @@ class ReplicatingStore final : public SliceStore, public ReplicaReporter {
   ReplicatingStore& operator=(const ReplicatingStore&) = delete;
 
   // OK once on R distinct peers; Unavailable (with the count) otherwise.
+  // The blob is not hashed here: every peer checks it against `id` before
+  // storing or forwarding it, and the first refusal (HTTP 400) ends the Put
+  // with Corruption (docs/architecture.md, "One hash per trust boundary").
   Status Put(const SliceId& id, std::string_view blob) override;
   // Hedged, verified read; NotFound only when every peer asked says 404.
   Result<std::string> Get(const SliceId& id) override;

@@ -20,9 +20,10 @@ class ReplicaReporter {
 
   // Same contract as SliceStore::Put (OK only when the blob is on the full
   // replica count), and sets *copies to the number of distinct peers known to
-  // hold the blob afterwards, also when the Put fails part-way. Checks the
-  // address first: Corruption, nothing sent, when the blob does not hash to
-  // `id` (callers rely on this instead of hashing it again).
+  // hold the blob afterwards, also when the Put fails part-way. Corruption,
+  // no copy made, when the blob does not hash to `id` (callers rely on this
+  // instead of hashing it again; net::ReplicatingStore leaves the check to
+  // the peers, which hash every PUT body before storing it).
   // REQUIRES: copies != nullptr.
   virtual Status PutCounted(const SliceId& id, std::string_view blob, int* copies) = 0;
 
