@@ -273,6 +273,7 @@ Status MetadataStore::CommitLater() {
 }
 
 void MetadataStore::Rollback() {
+  inode_cache_.clear();  // it may hold rows this rollback undoes
   if (nested_) {
     // Undo this operation only; the deferred work before it is kept.
     nested_ = in_op_ = false;
@@ -288,7 +289,10 @@ void MetadataStore::Rollback() {
 Status MetadataStore::CommitPending() {
   if (!pending_ || in_op_) return Status::OK();
   Status st = Run("COMMIT");
-  if (!st.ok() && sqlite3_get_autocommit(db_) == 0) (void)Run("ROLLBACK");
+  if (!st.ok()) {
+    inode_cache_.clear();
+    if (sqlite3_get_autocommit(db_) == 0) (void)Run("ROLLBACK");
+  }
   pending_ = false;
   return st;
 }
@@ -304,7 +308,13 @@ Status MetadataStore::Sync() {
 #define STEP_DONE(st, what) \
   if (sqlite3_step(st) != SQLITE_DONE) return Error(what)
 
+void MetadataStore::CacheInode(const InodeRecord& r) {
+  if (inode_cache_.size() >= kInodeCacheMax) inode_cache_.clear();
+  inode_cache_[r.ino] = r;
+}
+
 Result<InodeRecord> MetadataStore::GetInode(uint64_t ino) {
+  if (auto it = inode_cache_.find(ino); it != inode_cache_.end()) return it->second;
   MESHFS_ASSIGN_OR_RETURN(
       sqlite3_stmt * st,
       Prep("SELECT ino, mode, uid, gid, nlink, size, atime_ns, mtime_ns, ctime_ns, btime_ns, rdev, "
@@ -315,6 +325,7 @@ Result<InodeRecord> MetadataStore::GetInode(uint64_t ino) {
   if (rc == SQLITE_ROW) {
     InodeRecord r = ReadInode(st);
     sqlite3_reset(st);
+    CacheInode(r);
     return r;
   }
   if (rc == SQLITE_DONE) return Status::NotFound("inode " + std::to_string(ino));
@@ -330,7 +341,11 @@ Result<uint64_t> MetadataStore::InsertInode(const InodeRecord& r, std::string_vi
   if (S_ISREG(r.mode)) BindBlob(st, 12, "");  // a new regular file is inline (empty)
   if (S_ISLNK(r.mode)) BindBlob(st, 13, target);
   STEP_DONE(st, "insert inode");
-  return static_cast<uint64_t>(sqlite3_last_insert_rowid(db_));
+  InodeRecord cached = r;
+  cached.ino = static_cast<uint64_t>(sqlite3_last_insert_rowid(db_));
+  cached.alloc = 0;  // no inline bytes, no extents yet
+  CacheInode(cached);
+  return cached.ino;
 }
 
 Status MetadataStore::UpdateInode(const InodeRecord& r) {
@@ -341,10 +356,16 @@ Status MetadataStore::UpdateInode(const InodeRecord& r) {
   BindInodeAttributes(st, r);
   sqlite3_bind_int64(st, 12, ToI64(r.ino));
   STEP_DONE(st, "update inode");
+  if (auto it = inode_cache_.find(r.ino); it != inode_cache_.end()) {
+    const uint64_t alloc = it->second.alloc;  // the blobs did not change
+    it->second = r;
+    it->second.alloc = alloc;
+  }
   return Status::OK();
 }
 
 Status MetadataStore::DeleteInode(uint64_t ino) {
+  inode_cache_.erase(ino);
   for (const char* sql : {"DELETE FROM inodes WHERE ino = ?", "DELETE FROM xattrs WHERE ino = ?",
                           "DELETE FROM extents WHERE ino = ?"}) {
     MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prep(sql));
@@ -367,6 +388,7 @@ Result<std::optional<std::string>> MetadataStore::GetInline(uint64_t ino) {
 }
 
 Status MetadataStore::SetInline(uint64_t ino, std::optional<std::string_view> data) {
+  inode_cache_.erase(ino);  // alloc changes
   MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prep("UPDATE inodes SET inline = ? WHERE ino = ?"));
   if (data) BindBlob(st, 1, *data);
   sqlite3_bind_int64(st, 2, ToI64(ino));
@@ -518,6 +540,25 @@ Status MetadataStore::ListDir(uint64_t dir, uint64_t after,
 }
 
 Result<std::string> MetadataStore::GetXattr(uint64_t ino, std::string_view name) {
+  if (!xattr_names_loaded_ && !xattr_names_too_many_) {
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prep("SELECT DISTINCT name FROM xattrs"));
+    std::unordered_set<std::string> names;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && names.size() <= kXattrNamesMax) {
+      names.insert(ColumnBlob(st, 0));
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("xattr names");
+    sqlite3_reset(st);
+    if (names.size() <= kXattrNamesMax) {
+      xattr_names_ = std::move(names);
+      xattr_names_loaded_ = true;
+    } else {
+      xattr_names_too_many_ = true;
+    }
+  }
+  if (xattr_names_loaded_ && !xattr_names_.count(std::string(name))) {
+    return Status::NotFound("no such attribute");
+  }
   MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
                           Prep("SELECT value FROM xattrs WHERE ino = ? AND name = ?"));
   sqlite3_bind_int64(st, 1, ToI64(ino));
@@ -540,6 +581,15 @@ Result<bool> MetadataStore::HasXattr(uint64_t ino, std::string_view name) {
 Status MetadataStore::SetXattr(uint64_t ino, std::string_view name, std::string_view value) {
   MESHFS_ASSIGN_OR_RETURN(
       sqlite3_stmt * st, Prep("INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?, ?, ?)"));
+  if (xattr_names_loaded_) {
+    if (xattr_names_.size() < kXattrNamesMax) {
+      xattr_names_.emplace(name);
+    } else {
+      xattr_names_loaded_ = false;  // too many: always ask the database
+      xattr_names_too_many_ = true;
+      xattr_names_.clear();
+    }
+  }
   sqlite3_bind_int64(st, 1, ToI64(ino));
   BindBlob(st, 2, name);
   BindBlob(st, 3, value);
@@ -592,6 +642,7 @@ Result<std::vector<ExtentRecord>> MetadataStore::ListExtents(uint64_t ino) {
 }
 
 Status MetadataStore::PutExtent(uint64_t ino, const ExtentRecord& e) {
+  inode_cache_.erase(ino);  // alloc changes
   MESHFS_ASSIGN_OR_RETURN(
       sqlite3_stmt * st,
       Prep("INSERT OR REPLACE INTO extents(ino, idx, slice, len) VALUES(?, ?, ?, ?)"));
@@ -604,6 +655,7 @@ Status MetadataStore::PutExtent(uint64_t ino, const ExtentRecord& e) {
 }
 
 Status MetadataStore::DeleteExtent(uint64_t ino, uint64_t idx) {
+  inode_cache_.erase(ino);  // alloc changes
   MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
                           Prep("DELETE FROM extents WHERE ino = ? AND idx = ?"));
   sqlite3_bind_int64(st, 1, ToI64(ino));
@@ -613,6 +665,7 @@ Status MetadataStore::DeleteExtent(uint64_t ino, uint64_t idx) {
 }
 
 Status MetadataStore::DeleteExtentsFrom(uint64_t ino, uint64_t from) {
+  inode_cache_.erase(ino);  // alloc changes
   MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * st,
                           Prep("DELETE FROM extents WHERE ino = ? AND idx >= ?"));
   sqlite3_bind_int64(st, 1, ToI64(ino));

@@ -206,6 +206,104 @@ TEST_F(MetadataTest, SyncCommitPendingAndCloseCommitDeferredWork) {
   EXPECT_TRUE(m_->Lookup(kRootIno, "closed").ok());
 }
 
+// GetInode answers from a cache of rows: it must show every committed
+// change, the stored bytes after a change of the blobs, and, after a
+// rollback, what the database holds (not the undone change).
+TEST_F(MetadataTest, InodeReadsFollowWritesAndRollbacks) {
+  ASSERT_TRUE(m_->Begin().ok());
+  InodeRecord r;
+  r.mode = S_IFREG | 0644;
+  r.nlink = 1;
+  r.mtime_ns = 10;
+  auto ino = m_->InsertInode(r);
+  ASSERT_TRUE(ino.ok());
+  ASSERT_TRUE(m_->Commit().ok());
+  auto got = m_->GetInode(*ino);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->mtime_ns, 10);
+  EXPECT_EQ(got->alloc, 0u);
+
+  // A committed update is seen.
+  InodeRecord u = *got;
+  u.mtime_ns = 20;
+  u.size = 5;
+  ASSERT_TRUE(m_->Begin().ok());
+  ASSERT_TRUE(m_->UpdateInode(u).ok());
+  ASSERT_TRUE(m_->SetInline(*ino, std::string_view("hello")).ok());
+  ASSERT_TRUE(m_->Commit().ok());
+  got = m_->GetInode(*ino);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->mtime_ns, 20);
+  EXPECT_EQ(got->size, 5u);
+  EXPECT_EQ(got->alloc, 5u);  // the inline bytes
+
+  // Extents change the stored bytes too.
+  ASSERT_TRUE(m_->Begin().ok());
+  ASSERT_TRUE(m_->SetInline(*ino, std::nullopt).ok());
+  ExtentRecord e;
+  e.idx = 0;
+  e.slice = SliceId::ForBlob("blob");
+  e.len = 1000;
+  ASSERT_TRUE(m_->PutExtent(*ino, e).ok());
+  ASSERT_TRUE(m_->Commit().ok());
+  EXPECT_EQ(m_->GetInode(*ino)->alloc, 1000u);
+  ASSERT_TRUE(m_->Begin().ok());
+  ASSERT_TRUE(m_->DeleteExtentsFrom(*ino, 0).ok());
+  ASSERT_TRUE(m_->Commit().ok());
+  EXPECT_EQ(m_->GetInode(*ino)->alloc, 0u);
+
+  // A rolled back update is not seen, also not inside a pending transaction.
+  u = *m_->GetInode(*ino);
+  u.mtime_ns = 30;
+  ASSERT_TRUE(m_->Begin().ok());
+  ASSERT_TRUE(m_->UpdateInode(u).ok());
+  EXPECT_EQ(m_->GetInode(*ino)->mtime_ns, 30);  // this transaction sees it
+  m_->Rollback();
+  EXPECT_EQ(m_->GetInode(*ino)->mtime_ns, 20);
+  ASSERT_TRUE(m_->Begin().ok());
+  InsertDir(m_.get(), "pending");
+  ASSERT_TRUE(m_->CommitLater().ok());
+  ASSERT_TRUE(m_->Begin().ok());
+  u.mtime_ns = 40;
+  ASSERT_TRUE(m_->UpdateInode(u).ok());
+  m_->Rollback();
+  EXPECT_EQ(m_->GetInode(*ino)->mtime_ns, 20);
+
+  // A deleted inode is gone; a reopened store reads what was committed.
+  ASSERT_TRUE(m_->Begin().ok());
+  ASSERT_TRUE(m_->DeleteInode(*ino).ok());
+  m_->Rollback();
+  EXPECT_TRUE(m_->GetInode(*ino).ok());
+  ASSERT_TRUE(m_->Begin().ok());
+  ASSERT_TRUE(m_->DeleteInode(*ino).ok());
+  ASSERT_TRUE(m_->Commit().ok());
+  EXPECT_TRUE(m_->GetInode(*ino).status().Is(Code::kNotFound));
+  Open();
+  EXPECT_TRUE(m_->GetInode(*ino).status().Is(Code::kNotFound));
+  EXPECT_TRUE(m_->Lookup(kRootIno, "pending").ok());
+}
+
+// GetXattr answers a name no inode has without a query; a name set later,
+// or set before the store was opened, is found.
+TEST_F(MetadataTest, XattrNamesSetLaterOrBeforeAreFound) {
+  ASSERT_TRUE(m_->Begin().ok());
+  uint64_t a = InsertDir(m_.get(), "a");
+  uint64_t b = InsertDir(m_.get(), "b");
+  ASSERT_TRUE(m_->SetXattr(a, "user.old", "1").ok());
+  ASSERT_TRUE(m_->Commit().ok());
+  Open();
+  EXPECT_TRUE(m_->GetXattr(a, "security.capability").status().Is(Code::kNotFound));
+  EXPECT_EQ(*m_->GetXattr(a, "user.old"), "1");
+  EXPECT_TRUE(m_->GetXattr(b, "user.old").status().Is(Code::kNotFound));
+  EXPECT_TRUE(m_->GetXattr(b, "user.new").status().Is(Code::kNotFound));
+  ASSERT_TRUE(m_->Begin().ok());
+  ASSERT_TRUE(m_->SetXattr(b, "user.new", "2").ok());
+  ASSERT_TRUE(m_->Commit().ok());
+  EXPECT_EQ(*m_->GetXattr(b, "user.new"), "2");
+  EXPECT_TRUE(*m_->HasXattr(b, "user.new"));
+  EXPECT_TRUE(m_->GetXattr(a, "user.new").status().Is(Code::kNotFound));
+}
+
 TEST_F(MetadataTest, MoveDentryKeepsTheCookie) {
   ASSERT_TRUE(m_->Begin().ok());
   uint64_t a = InsertDir(m_.get(), "a");

@@ -7,7 +7,15 @@
 // volume id). Inode numbers are the rowids of `inodes`, so they are stable
 // across remounts; the root directory is ino 1.
 //
-// Every statement is prepared once and cached. Ordinary commits use
+// Every statement is prepared once and cached. Inode rows are also kept in a
+// bounded write-through cache (this process is the only writer of the
+// database): most operations read the same few inodes (the parent directory,
+// the file just created) several times, and a cached read costs no SQL. A
+// rollback drops the whole cache. GetXattr knows the attribute names that
+// exist anywhere in the volume and answers a name that does not exist (the
+// kernel asks for security.capability at every write, ls -l for
+// security.selinux and the ACLs of every file) without a query. Ordinary
+// commits use
 // synchronous=NORMAL (durable against a process crash, not a power loss);
 // Commit(durable = true) makes everything committed so far durable against
 // power loss too (used by fsync).
@@ -24,6 +32,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "meshfs/core/slice_id.h"
@@ -185,6 +194,19 @@ class MetadataStore final {
   bool in_op_ = false;     // between Begin and Commit/CommitLater/Rollback
   bool nested_ = false;    // the operation runs in a savepoint of a pending transaction
   bool pending_ = false;   // a transaction with deferred work is open
+
+  // Inode rows as GetInode returns them (alloc included), by ino. Cleared
+  // when full and on every rollback.
+  static constexpr size_t kInodeCacheMax = 32768;
+  std::unordered_map<uint64_t, InodeRecord> inode_cache_;
+  void CacheInode(const InodeRecord& r);
+  // Every xattr name stored in the volume (a superset: names are added, never
+  // removed), loaded at the first GetXattr; not used when there are more than
+  // kXattrNamesMax distinct names.
+  static constexpr size_t kXattrNamesMax = 4096;
+  bool xattr_names_loaded_ = false;
+  bool xattr_names_too_many_ = false;
+  std::unordered_set<std::string> xattr_names_;
 };
 
 }  // namespace meshfs::fs
