@@ -44,7 +44,7 @@ struct sqlite3_stmt;
 namespace meshfs::fs {
 
 inline constexpr uint64_t kRootIno = 1;
-inline constexpr int kMetadataSchemaVersion = 1;
+inline constexpr int kMetadataSchemaVersion = 2;
 
 // One row of `inodes` without its blobs.
 struct InodeRecord {
@@ -75,7 +75,7 @@ struct DirEntryRecord {
   uint64_t cookie = 0;  // stable position for readdir continuation (> 0)
   std::string name;
   uint64_t ino = 0;
-  uint32_t mode = 0;
+  uint32_t mode = 0;  // the file type bits (S_IFMT) only
 };
 
 class MetadataStore final {
@@ -148,9 +148,11 @@ class MetadataStore final {
   Status DeleteDentry(uint64_t parent, std::string_view name);
   // Points an existing entry at another inode (keeps its cookie).
   Status RepointDentry(uint64_t parent, std::string_view name, uint64_t ino);
-  // Gives an existing entry another parent and name, keeping its cookie (one
-  // row updated, not a delete and an insert). AlreadyExists if the new name
-  // is taken; NotFound if there is no such entry.
+  // Gives an existing entry another parent and name (one row updated, not a
+  // delete and an insert). Within a directory the entry keeps its cookie,
+  // hence its place in a listing; in another one it is listed last.
+  // AlreadyExists if the new name is taken; NotFound if there is no such
+  // entry.
   Status MoveDentry(uint64_t parent, std::string_view name, uint64_t new_parent,
                     std::string_view new_name);
   Result<bool> DirIsEmpty(uint64_t dir);
@@ -186,6 +188,8 @@ class MetadataStore final {
   Result<sqlite3_stmt*> Prep(const char* sql);
   Status Error(std::string_view what) const;
   Status Init(const Options& options);
+  // The cookie for a new entry of `dir`: one more than its largest.
+  Result<uint64_t> NextCookie(uint64_t dir);
 
   sqlite3* db_;
   std::unordered_map<const char*, sqlite3_stmt*> stmts_;
