@@ -263,8 +263,10 @@ class Filesystem final : private FileDataBackend {
   // Whether `ino` was created by a transaction that is still not committed.
   bool PendingCreateLocked(uint64_t ino);
   // `defer_commit`: leave the transaction open (MetadataStore::CommitLater).
+  // `known_absent`: the caller found no entry `name` under this lock.
   int NewNodeLocked(const Caller& c, uint64_t parent, std::string_view name, uint32_t mode,
-                    uint64_t rdev, std::string_view target, Attr* out, bool defer_commit = false);
+                    uint64_t rdev, std::string_view target, Attr* out, bool defer_commit = false,
+                    bool known_absent = false);
   int DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_orphan);
   int TouchDirLocked(uint64_t dir, int64_t now);
   // Overlays open-file state (size, times, blocks) onto `a`.
