@@ -3,6 +3,9 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cstring>
+#include <mutex>
 #include <string>
 
 namespace meshfs::fs {
@@ -56,6 +59,196 @@ CREATE TEMP VIEW dentries AS
 
 int64_t ToI64(uint64_t v) { return static_cast<int64_t>(v); }
 
+// ---------------------------------------------------------------- WAL writes
+//
+// SQLite appends a commit to the WAL as two writes per page (a 24-byte frame
+// header, then the page): a created file's commit was a dozen pwrite calls.
+// The "meshfs-wal" VFS passes every file through to the default VFS except
+// the WAL, whose contiguous appends it gathers and hands to the default VFS
+// as one write when the header of the commit's last frame comes (it carries
+// the database size after the commit), and the last page right after: a
+// commit is two pwrite calls. Before a read, sync, truncate, size query or
+// close of the WAL,
+// and before a write that does not extend the gathered bytes, they are
+// written first: SQLite sees the file exactly as if each write had gone
+// through. Nothing is held back past the end of a commit, so what a commit
+// wrote is in the kernel when it returns (the durability promise of
+// docs/mount.md); a crash in the middle of one loses only that uncommitted
+// transaction, as before.
+
+struct GatherFile {
+  sqlite3_file base;       // pMethods = kGatherMethods
+  sqlite3_file* real;      // the default VFS's file, allocated right after
+  std::string* buf;        // gathered bytes (heap: sqlite3_file is plain memory)
+  sqlite3_int64 buf_off;   // file offset of buf[0]
+  bool commit_frame;       // the last write was a commit frame's header: write the next at once
+};
+
+constexpr size_t kGatherMax = 1u << 20;  // write out earlier in a huge transaction
+// The unix VFS writes at most 128 KiB - 1 per call (it masks larger sizes).
+constexpr size_t kWriteChunk = 124u << 10;
+
+sqlite3_vfs* DefaultVfs() {
+  static sqlite3_vfs* vfs = sqlite3_vfs_find(nullptr);
+  return vfs;
+}
+
+GatherFile* Gather(sqlite3_file* f) { return reinterpret_cast<GatherFile*>(f); }
+
+int WriteGathered(GatherFile* g) {
+  int rc = SQLITE_OK;
+  for (size_t at = 0; at < g->buf->size() && rc == SQLITE_OK; at += kWriteChunk) {
+    const size_t n = std::min(kWriteChunk, g->buf->size() - at);
+    rc = g->real->pMethods->xWrite(g->real, g->buf->data() + at, static_cast<int>(n),
+                                   g->buf_off + static_cast<sqlite3_int64>(at));
+  }
+  g->buf->clear();
+  return rc;
+}
+
+int GatherClose(sqlite3_file* f) {
+  GatherFile* g = Gather(f);
+  int rc = WriteGathered(g);
+  int rc2 = g->real->pMethods->xClose(g->real);
+  delete g->buf;
+  g->buf = nullptr;
+  return rc != SQLITE_OK ? rc : rc2;
+}
+
+int GatherRead(sqlite3_file* f, void* out, int n, sqlite3_int64 off) {
+  GatherFile* g = Gather(f);
+  if (int rc = WriteGathered(g); rc != SQLITE_OK) return rc;
+  return g->real->pMethods->xRead(g->real, out, n, off);
+}
+
+int GatherWrite(sqlite3_file* f, const void* data, int n, sqlite3_int64 off) {
+  GatherFile* g = Gather(f);
+  if (!g->buf->empty() && off != g->buf_off + static_cast<sqlite3_int64>(g->buf->size())) {
+    if (int rc = WriteGathered(g); rc != SQLITE_OK) return rc;
+  }
+  if (g->buf->empty()) g->buf_off = off;
+  g->buf->append(static_cast<const char*>(data), static_cast<size_t>(n));
+  const auto* b = static_cast<const unsigned char*>(data);
+  if (n == 24 && off >= 32 && (b[4] | b[5] | b[6] | b[7]) != 0) {
+    // The header of a commit's last frame (bytes 4..7: the database size
+    // after the commit, zero in every other frame). Written out at once with
+    // everything before it (SQLite may also be rewriting the checksums of
+    // the frame headers after the commit, with no page following), and the
+    // page that follows it is written out at once too.
+    g->commit_frame = true;
+    return WriteGathered(g);
+  }
+  if (g->commit_frame || g->buf->size() >= kGatherMax) {
+    g->commit_frame = false;
+    return WriteGathered(g);
+  }
+  return SQLITE_OK;
+}
+
+int GatherTruncate(sqlite3_file* f, sqlite3_int64 size) {
+  GatherFile* g = Gather(f);
+  if (int rc = WriteGathered(g); rc != SQLITE_OK) return rc;
+  return g->real->pMethods->xTruncate(g->real, size);
+}
+
+int GatherSync(sqlite3_file* f, int flags) {
+  GatherFile* g = Gather(f);
+  if (int rc = WriteGathered(g); rc != SQLITE_OK) return rc;
+  return g->real->pMethods->xSync(g->real, flags);
+}
+
+int GatherFileSize(sqlite3_file* f, sqlite3_int64* size) {
+  GatherFile* g = Gather(f);
+  if (int rc = WriteGathered(g); rc != SQLITE_OK) return rc;
+  return g->real->pMethods->xFileSize(g->real, size);
+}
+
+int GatherLock(sqlite3_file* f, int l) { return Gather(f)->real->pMethods->xLock(Gather(f)->real, l); }
+int GatherUnlock(sqlite3_file* f, int l) {
+  return Gather(f)->real->pMethods->xUnlock(Gather(f)->real, l);
+}
+int GatherCheckReserved(sqlite3_file* f, int* out) {
+  return Gather(f)->real->pMethods->xCheckReservedLock(Gather(f)->real, out);
+}
+int GatherFileControl(sqlite3_file* f, int op, void* arg) {
+  GatherFile* g = Gather(f);
+  if (int rc = WriteGathered(g); rc != SQLITE_OK) return rc;
+  return g->real->pMethods->xFileControl(g->real, op, arg);
+}
+int GatherSectorSize(sqlite3_file* f) {
+  return Gather(f)->real->pMethods->xSectorSize(Gather(f)->real);
+}
+int GatherDeviceCharacteristics(sqlite3_file* f) {
+  return Gather(f)->real->pMethods->xDeviceCharacteristics(Gather(f)->real);
+}
+int GatherShmMap(sqlite3_file* f, int region, int size, int extend, void volatile** out) {
+  return Gather(f)->real->pMethods->xShmMap(Gather(f)->real, region, size, extend, out);
+}
+int GatherShmLock(sqlite3_file* f, int off, int n, int flags) {
+  return Gather(f)->real->pMethods->xShmLock(Gather(f)->real, off, n, flags);
+}
+void GatherShmBarrier(sqlite3_file* f) { Gather(f)->real->pMethods->xShmBarrier(Gather(f)->real); }
+int GatherShmUnmap(sqlite3_file* f, int del) {
+  return Gather(f)->real->pMethods->xShmUnmap(Gather(f)->real, del);
+}
+
+// Version 2 (shared memory, unused by an exclusive-mode WAL but forwarded);
+// no memory mapping (version 3) for the WAL.
+const sqlite3_io_methods kGatherMethods = {
+    2,
+    GatherClose,
+    GatherRead,
+    GatherWrite,
+    GatherTruncate,
+    GatherSync,
+    GatherFileSize,
+    GatherLock,
+    GatherUnlock,
+    GatherCheckReserved,
+    GatherFileControl,
+    GatherSectorSize,
+    GatherDeviceCharacteristics,
+    GatherShmMap,
+    GatherShmLock,
+    GatherShmBarrier,
+    GatherShmUnmap,
+    nullptr,
+    nullptr,
+};
+
+int GatherOpen(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int* out_flags) {
+  sqlite3_vfs* real_vfs = DefaultVfs();
+  if (!(flags & SQLITE_OPEN_WAL)) return real_vfs->xOpen(real_vfs, name, f, flags, out_flags);
+  GatherFile* g = Gather(f);
+  std::memset(g, 0, sizeof(*g));
+  g->real = reinterpret_cast<sqlite3_file*>(g + 1);
+  int rc = real_vfs->xOpen(real_vfs, name, g->real, flags, out_flags);
+  if (rc != SQLITE_OK) return rc;  // pMethods stays null: SQLite will not close it
+  if (g->real->pMethods->iVersion < 2) {  // cannot happen with the unix VFS
+    g->real->pMethods->xClose(g->real);
+    return SQLITE_CANTOPEN;
+  }
+  g->buf = new std::string();
+  g->base.pMethods = &kGatherMethods;
+  return SQLITE_OK;
+}
+
+// The default VFS with GatherOpen; registered once (not as the default).
+const char* GatherVfsName() {
+  static sqlite3_vfs vfs;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    sqlite3_vfs* real = DefaultVfs();
+    vfs = *real;
+    vfs.zName = "meshfs-wal";
+    vfs.szOsFile = static_cast<int>(sizeof(GatherFile)) + real->szOsFile;
+    vfs.pNext = nullptr;  // pAppData stays the default VFS's (its other methods use it)
+    vfs.xOpen = GatherOpen;
+    sqlite3_vfs_register(&vfs, 0);
+  });
+  return vfs.zName;
+}
+
 void BindBlob(sqlite3_stmt* st, int i, std::string_view v) {
   // A zero-length blob must still be a blob, not NULL.
   sqlite3_bind_blob(st, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()),
@@ -108,7 +301,7 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const Options& option
   sqlite3* db = nullptr;
   int flags = options.read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   flags |= SQLITE_OPEN_NOMUTEX;
-  int rc = sqlite3_open_v2(options.path.c_str(), &db, flags, nullptr);
+  int rc = sqlite3_open_v2(options.path.c_str(), &db, flags, GatherVfsName());
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);

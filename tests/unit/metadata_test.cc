@@ -486,6 +486,57 @@ TEST_F(MetadataTest, WalIsCheckpointedRarely) {
   }
 }
 
+// The WAL's writes are gathered until the end of each commit: a transaction
+// larger than the page cache (pages spill to the WAL and are read back) and
+// than the gathering buffer reads back right and is on disk at commit; an
+// open transaction is not.
+TEST_F(MetadataTest, BigTransactionsReadBackAndReachTheDiskAtCommit) {
+  constexpr int kFiles = 5000;  // 5000 x 4 KiB inline: more than the 16 MB page cache
+  auto content = [](int i) {
+    std::string s(4000, static_cast<char>('a' + i % 26));
+    s += std::to_string(i);
+    return s;
+  };
+  std::vector<uint64_t> inos;
+  ASSERT_TRUE(m_->Begin().ok());
+  for (int i = 0; i < kFiles; ++i) {
+    InodeRecord r;
+    r.mode = S_IFREG | 0644;
+    r.nlink = 1;
+    auto ino = m_->InsertInode(r);
+    ASSERT_TRUE(ino.ok());
+    Status set = m_->SetInline(*ino, content(i));
+    ASSERT_TRUE(set.ok()) << i << " " << set.ToString();
+    std::string name = "f";
+    name += std::to_string(i);
+    ASSERT_TRUE(m_->InsertDentry(kRootIno, name, *ino).ok());
+    inos.push_back(*ino);
+  }
+  for (int i = 0; i < kFiles; i += 97) EXPECT_EQ(**m_->GetInline(inos[i]), content(i));
+  {
+    auto disk = OnDiskCopy(Opts(), dir_ / "open");
+    ASSERT_NE(disk, nullptr);
+    EXPECT_TRUE(disk->Lookup(kRootIno, "f0").status().Is(Code::kNotFound));
+  }
+  ASSERT_TRUE(m_->Commit().ok());
+  auto disk = OnDiskCopy(Opts(), dir_ / "committed");
+  ASSERT_NE(disk, nullptr);
+  for (int i = 0; i < kFiles; i += 97) {
+    std::string name = "f";
+    name += std::to_string(i);
+    auto ino = disk->Lookup(kRootIno, name);
+    ASSERT_TRUE(ino.ok()) << name;
+    EXPECT_EQ(**disk->GetInline(*ino), content(i));
+  }
+  // And a small commit right after is on disk too.
+  ASSERT_TRUE(m_->Begin().ok());
+  InsertDir(m_.get(), "small");
+  ASSERT_TRUE(m_->Commit().ok());
+  auto disk2 = OnDiskCopy(Opts(), dir_ / "small");
+  ASSERT_NE(disk2, nullptr);
+  EXPECT_TRUE(disk2->Lookup(kRootIno, "small").ok());
+}
+
 TEST_F(MetadataTest, RefusesOtherVolumeOrSliceSize) {
   m_.reset();
   auto o = Opts();
