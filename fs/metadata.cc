@@ -65,11 +65,13 @@ int64_t ToI64(uint64_t v) { return static_cast<int64_t>(v); }
 // header, then the page): a created file's commit was a dozen pwrite calls.
 // The "meshfs-wal" VFS passes every file through to the default VFS except
 // the WAL, whose contiguous appends it gathers and hands to the default VFS
-// as one write when the header of the commit's last frame comes (it carries
-// the database size after the commit), and the last page right after: a
-// commit is two pwrite calls. Before a read, sync, truncate, size query or
-// close of the WAL,
-// and before a write that does not extend the gathered bytes, they are
+// as one write when the commit's last frame (its header carries the database
+// size after the commit) is complete: a commit is one pwrite call. (When that
+// header is not an append to what SQLite wrote since the WAL header - SQLite
+// rewriting frame checksums after a spill, or an end not known yet - it is
+// written out at once, and its page, if one follows, right after.) Before a
+// read, sync, truncate, size query or close of the WAL, and before a write
+// that does not extend the gathered bytes, they are
 // written first: SQLite sees the file exactly as if each write had gone
 // through. Nothing is held back past the end of a commit, so what a commit
 // wrote is in the kernel when it returns (the durability promise of
@@ -82,6 +84,8 @@ struct GatherFile {
   std::string* buf;        // gathered bytes (heap: sqlite3_file is plain memory)
   sqlite3_int64 buf_off;   // file offset of buf[0]
   bool commit_frame;       // the last write was a commit frame's header: write the next at once
+  // End of what SQLite wrote since it last wrote the WAL header (0: unknown).
+  sqlite3_int64 end;
 };
 
 constexpr size_t kGatherMax = 1u << 20;  // write out earlier in a huge transaction
@@ -128,15 +132,18 @@ int GatherWrite(sqlite3_file* f, const void* data, int n, sqlite3_int64 off) {
   }
   if (g->buf->empty()) g->buf_off = off;
   g->buf->append(static_cast<const char*>(data), static_cast<size_t>(n));
+  const bool appends = g->end != 0 && off == g->end;
+  if (off == 0 && n == 32) g->end = 32;  // the WAL header: SQLite (re)starts the log
+  else if (g->end != 0) g->end = std::max(g->end, off + n);
   const auto* b = static_cast<const unsigned char*>(data);
   if (n == 24 && off >= 32 && (b[4] | b[5] | b[6] | b[7]) != 0) {
     // The header of a commit's last frame (bytes 4..7: the database size
-    // after the commit, zero in every other frame). Written out at once with
-    // everything before it (SQLite may also be rewriting the checksums of
-    // the frame headers after the commit, with no page following), and the
-    // page that follows it is written out at once too.
+    // after the commit, zero in every other frame). Appended: its page comes
+    // next, and both go out with it. Otherwise (SQLite rewriting checksums
+    // of frame headers after the commit, with no page following) written out
+    // at once, and a page that follows it right after.
     g->commit_frame = true;
-    return WriteGathered(g);
+    return appends ? SQLITE_OK : WriteGathered(g);
   }
   if (g->commit_frame || g->buf->size() >= kGatherMax) {
     g->commit_frame = false;
@@ -147,6 +154,7 @@ int GatherWrite(sqlite3_file* f, const void* data, int n, sqlite3_int64 off) {
 
 int GatherTruncate(sqlite3_file* f, sqlite3_int64 size) {
   GatherFile* g = Gather(f);
+  g->end = 0;  // unknown until the next WAL header
   if (int rc = WriteGathered(g); rc != SQLITE_OK) return rc;
   return g->real->pMethods->xTruncate(g->real, size);
 }
