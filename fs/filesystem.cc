@@ -526,7 +526,7 @@ int Filesystem::Lookup(uint64_t parent, std::string_view name, Attr* out) {
 
 int Filesystem::NewNodeLocked(const Caller& c, uint64_t parent, std::string_view name,
                               uint32_t mode, uint64_t rdev, std::string_view target, Attr* out,
-                              bool defer_commit) {
+                              bool defer_commit, bool known_absent) {
   if (options_.read_only) return EROFS;
   if (int e = CheckName(name)) return e;
   auto prec = meta_->GetInode(parent);
@@ -535,9 +535,11 @@ int Filesystem::NewNodeLocked(const Caller& c, uint64_t parent, std::string_view
   if (!S_ISDIR(p.mode)) return ENOTDIR;
   if (p.nlink == 0) return ENOENT;  // the directory was removed
   if (name == "." || name == "..") return EEXIST;
-  auto existing = meta_->Lookup(parent, name);
-  if (existing.ok()) return EEXIST;
-  if (!existing.status().Is(Code::kNotFound)) return Err(existing.status(), "create");
+  if (!known_absent) {
+    auto existing = meta_->Lookup(parent, name);
+    if (existing.ok()) return EEXIST;
+    if (!existing.status().Is(Code::kNotFound)) return Err(existing.status(), "create");
+  }
 
   // A default ACL on the parent replaces the umask (as on Linux file
   // systems with ACLs); the kernel's FUSE client leaves both to us.
@@ -907,8 +909,10 @@ int Filesystem::Create(const Caller& c, uint64_t parent, std::string_view name, 
       exists = true;
       if (int e = AttrLocked(*existing, out)) return e;
       if (S_ISDIR(out->mode)) return EISDIR;
+    } else if (!existing.status().Is(Code::kNotFound)) {
+      return Err(existing.status(), "create");
     } else if (int e = NewNodeLocked(c, parent, name, S_IFREG | (mode & 07777), 0, {}, out,
-                                     /*defer_commit=*/true)) {
+                                     /*defer_commit=*/true, /*known_absent=*/true)) {
       // The new inode and entry are committed with the file's first flush
       // (close), together with its contents and times; any other change
       // commits them earlier.

@@ -107,6 +107,10 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // may keep them in its page cache instead of asking again.
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   conn->want &= ~static_cast<unsigned>(FUSE_CAP_ATOMIC_O_TRUNC);
+  // Directory handles carry nothing here (readdir works from the inode and
+  // the offset): let the kernel open and release directories without asking,
+  // two requests fewer per directory that find, ls -R or rm -r walk.
+  server->set_kernel_opens_dirs((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0);
   conn->max_write = s.max_write;
   conn->max_readahead = s.max_write;
   conn->time_gran = 1;
@@ -325,6 +329,10 @@ void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
 }
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (Server(req)->kernel_opens_dirs()) {
+    fuse_reply_err(req, ENOSYS);  // "success, and do not ask again"
+    return;
+  }
   Guard(req, "opendir", [&] {
     int e = Fs(req)->OpenDir(ino);
     if (e != 0) {

@@ -121,3 +121,42 @@ def test_symlink_targets_follow_a_replaced_link(target):
     os.unlink(d / "l")
     os.symlink("third-target" * 20, d / "l")
     assert os.readlink(d / "l") == "third-target" * 20
+
+
+def test_cached_listings_follow_every_change(target):
+    """The kernel opens directories by itself and may keep their listings
+    (no opendir reaches meshfs): a listing taken right after each kind of
+    change, also through a directory handle opened before it, shows it."""
+    d = target.path
+    other = d / "other"
+    other.mkdir()
+    (other / "incoming").write_bytes(b"i")
+    (d / "keep").write_bytes(b"k")
+    expected = {"other", "keep"}
+
+    def listed():
+        return set(os.listdir(d))
+
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        changes = [
+            (lambda: (d / "new").write_bytes(b"n"), {"new"}, set()),
+            (lambda: os.mkdir(d / "sub"), {"sub"}, set()),
+            (lambda: os.symlink("keep", d / "link"), {"link"}, set()),
+            (lambda: os.link(d / "keep", d / "hard"), {"hard"}, set()),
+            (lambda: os.rename(d / "new", d / "renamed"), {"renamed"}, {"new"}),
+            (lambda: os.rename(other / "incoming", d / "incoming"), {"incoming"}, set()),
+            (lambda: os.rename(d / "renamed", other / "renamed"), set(), {"renamed"}),
+            (lambda: os.unlink(d / "hard"), set(), {"hard"}),
+            (lambda: os.rmdir(d / "sub"), set(), {"sub"}),
+        ]
+        for change, added, removed in changes:
+            assert listed() == expected  # the kernel may cache this listing
+            change()
+            expected = (expected | added) - removed
+            assert listed() == expected, (added, removed)
+            os.lseek(fd, 0, os.SEEK_SET)  # rewinddir on the old handle
+            assert set(os.listdir(fd)) == expected
+        assert sorted(os.listdir(other)) == ["renamed"]
+    finally:
+        os.close(fd)

@@ -271,8 +271,10 @@ class Filesystem final : private FileDataBackend {
   int UnlinkOnce(uint64_t parent, std::string_view name);
   bool ReleaseReserve();
   int RmdirOnce(uint64_t parent, std::string_view name);
+  // `known_absent`: the caller found no entry `name` under this lock.
   int NewNodeLocked(const Caller& c, uint64_t parent, std::string_view name, uint32_t mode,
-                    uint64_t rdev, std::string_view target, Attr* out, bool defer_commit = false);
+                    uint64_t rdev, std::string_view target, Attr* out, bool defer_commit = false,
+                    bool known_absent = false);
   int DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_orphan);
   int TouchDirLocked(uint64_t dir, int64_t now);
   // Overlays open-file state (size, times, blocks) onto `a`.

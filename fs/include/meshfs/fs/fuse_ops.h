@@ -87,6 +87,11 @@ class FuseServer final {
 
   Filesystem* fs() const { return fs_; }
   const FuseSettings& settings() const { return settings_; }
+  // Whether the kernel opens and releases directories by itself (it said so
+  // at INIT): opendir then answers ENOSYS once, and the kernel sends no
+  // opendir/releasedir after that.
+  bool kernel_opens_dirs() const { return kernel_opens_dirs_.load(std::memory_order_relaxed); }
+  void set_kernel_opens_dirs(bool v) { kernel_opens_dirs_.store(v, std::memory_order_relaxed); }
 
  private:
   FuseServer(Filesystem* fs, FuseSettings settings) : fs_(fs), settings_(std::move(settings)) {}
@@ -106,6 +111,7 @@ class FuseServer final {
   std::thread pusher_;
   std::once_flag readahead_once_;
   std::atomic<bool> in_loop_{false};
+  std::atomic<bool> kernel_opens_dirs_{false};
   pthread_t loop_thread_{};
 };
 

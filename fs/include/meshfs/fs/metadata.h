@@ -7,7 +7,15 @@
 // volume id). Inode numbers are the rowids of `inodes`, so they are stable
 // across remounts; the root directory is ino 1.
 //
-// Every statement is prepared once and cached. Ordinary commits use
+// Every statement is prepared once and cached. Inode rows are also kept in a
+// bounded write-through cache (this process is the only writer of the
+// database): most operations read the same few inodes (the parent directory,
+// the file just created) several times, and a cached read costs no SQL. A
+// rollback drops the whole cache. GetXattr knows the attribute names that
+// exist anywhere in the volume and answers a name that does not exist (the
+// kernel asks for security.capability at every write, ls -l for
+// security.selinux and the ACLs of every file) without a query. Ordinary
+// commits use
 // synchronous=NORMAL (durable against a process crash, not a power loss);
 // Commit(durable = true) makes everything committed so far durable against
 // power loss too (used by fsync).
@@ -25,6 +33,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "meshfs/core/slice_id.h"
@@ -36,7 +45,7 @@ struct sqlite3_stmt;
 namespace meshfs::fs {
 
 inline constexpr uint64_t kRootIno = 1;
-inline constexpr int kMetadataSchemaVersion = 1;
+inline constexpr int kMetadataSchemaVersion = 2;
 
 // One row of `inodes` without its blobs.
 struct InodeRecord {
@@ -67,7 +76,7 @@ struct DirEntryRecord {
   uint64_t cookie = 0;  // stable position for readdir continuation (> 0)
   std::string name;
   uint64_t ino = 0;
-  uint32_t mode = 0;
+  uint32_t mode = 0;  // the file type bits (S_IFMT) only
 };
 
 class MetadataStore final {
@@ -151,9 +160,11 @@ class MetadataStore final {
   Status DeleteDentry(uint64_t parent, std::string_view name);
   // Points an existing entry at another inode (keeps its cookie).
   Status RepointDentry(uint64_t parent, std::string_view name, uint64_t ino);
-  // Gives an existing entry another parent and name, keeping its cookie (one
-  // row updated, not a delete and an insert). AlreadyExists if the new name
-  // is taken; NotFound if there is no such entry.
+  // Gives an existing entry another parent and name (one row updated, not a
+  // delete and an insert). Within a directory the entry keeps its cookie,
+  // hence its place in a listing; in another one it is listed last.
+  // AlreadyExists if the new name is taken; NotFound if there is no such
+  // entry.
   Status MoveDentry(uint64_t parent, std::string_view name, uint64_t new_parent,
                     std::string_view new_name);
   Result<bool> DirIsEmpty(uint64_t dir);
@@ -191,6 +202,8 @@ class MetadataStore final {
   Status Init(const Options& options);
   // Makes the reserve file if there is room; best effort.
   void EnsureReserve();
+  // The cookie for a new entry of `dir`: one more than its largest.
+  Result<uint64_t> NextCookie(uint64_t dir);
 
   sqlite3* db_;
   std::unordered_map<const char*, sqlite3_stmt*> stmts_;
@@ -202,6 +215,19 @@ class MetadataStore final {
   std::filesystem::path reserve_path_;  // empty: no reserve (read-only, in memory)
   bool reserve_present_ = false;
   std::chrono::steady_clock::time_point next_reserve_try_{};
+
+  // Inode rows as GetInode returns them (alloc included), by ino. Cleared
+  // when full and on every rollback.
+  static constexpr size_t kInodeCacheMax = 32768;
+  std::unordered_map<uint64_t, InodeRecord> inode_cache_;
+  void CacheInode(const InodeRecord& r);
+  // Every xattr name stored in the volume (a superset: names are added, never
+  // removed), loaded at the first GetXattr; not used when there are more than
+  // kXattrNamesMax distinct names.
+  static constexpr size_t kXattrNamesMax = 4096;
+  bool xattr_names_loaded_ = false;
+  bool xattr_names_too_many_ = false;
+  std::unordered_set<std::string> xattr_names_;
 };
 
 }  // namespace meshfs::fs
