@@ -42,6 +42,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "meshfs/core/disk_reserve.h"
 #include "meshfs/core/log.h"
 #include "meshfs/core/replica_reporter.h"
 #include "meshfs/core/thread_name.h"
@@ -67,7 +68,7 @@ constexpr uint64_t kFillMaxBytes = 16ull << 20;
 constexpr const char* kComponent = "cache";
 // A file of this size beside the database is given back when the disk is
 // full, so that uploads can still be recorded and the queue can drain.
-constexpr off_t kReserveBytes = 512 << 10;
+constexpr uint64_t kReserveBytes = 512 << 10;
 
 using SteadyClock = std::chrono::steady_clock;
 
@@ -185,7 +186,6 @@ class CachingStore::Impl {
 
   Status Init() {
     MESHFS_ASSIGN_OR_RETURN(writer_, OpenCacheDb(options_.db_path, /*create=*/true));
-    reserve_path_ = options_.db_path.string() + ".reserve";
     MESHFS_ASSIGN_OR_RETURN(checkpointer_db_, OpenCacheDb(options_.db_path, /*create=*/false));
     {
       MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * ps, writer_->Prepare("PRAGMA page_size"));
@@ -195,7 +195,7 @@ class CachingStore::Impl {
     }
     // Replaces SQLite's auto-checkpoint (which is itself a WAL hook).
     sqlite3_wal_hook(writer_->handle(), &Impl::WalHook, this);
-    EnsureReserve();
+    reserve_.Ensure();
     // Rebuild counters and the upload queue from the database.
     MESHFS_ASSIGN_OR_RETURN(
         sqlite3_stmt * s,
@@ -925,7 +925,9 @@ class CachingStore::Impl {
         s = MarkUploadedLocked(id);
         if (s.Is(Code::kNoSpace)) {
           // Disk full: give back the reserve so the queue can drain.
-          ReleaseReserveLocked();
+          if (reserve_.Release()) {
+            LogWarn(kComponent, "cache disk full: released the reserve so uploads can be recorded");
+          }
           s = MarkUploadedLocked(id);
         }
       }
@@ -992,31 +994,6 @@ class CachingStore::Impl {
     return StepDone(*writer_, mark, "marking a slice uploaded");
   }
 
-  // Creates the reserve file if it is missing (best effort).
-  void EnsureReserve() {
-    if (::access(reserve_path_.c_str(), F_OK) == 0) {
-      reserve_present_ = true;
-      return;
-    }
-    const int fd = ::open(reserve_path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return;
-    const bool ok = ::posix_fallocate(fd, 0, kReserveBytes) == 0 && ::fsync(fd) == 0;
-    ::close(fd);
-    if (!ok) {
-      ::unlink(reserve_path_.c_str());
-      return;
-    }
-    reserve_present_ = true;
-  }
-
-  // REQUIRES: write_mu_ held.
-  void ReleaseReserveLocked() {
-    if (reserve_present_ && ::unlink(reserve_path_.c_str()) == 0) {
-      LogWarn(kComponent, "cache disk full: released the reserve so uploads can be recorded");
-    }
-    reserve_present_ = false;
-  }
-
   // Called by SQLite on the writer's thread (write_mu_ held) after each
   // commit, with the number of frames in the WAL.
   static int WalHook(void* arg, sqlite3* db, const char* name, int frames) {
@@ -1040,10 +1017,12 @@ class CachingStore::Impl {
       if (stopping_) return;
       l.unlock();
       checkpoint_wanted_.store(false);
-      // The bulk of the copy, beside the writer.
       int log = 0, done = 0;
-      int rc = sqlite3_wal_checkpoint_v2(checkpointer_db_->handle(), nullptr,
+      auto pass = [&] {
+        return sqlite3_wal_checkpoint_v2(checkpointer_db_->handle(), nullptr,
                                          SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+      };
+      int rc = pass();  // the bulk of the copy, beside the writer
       if (rc == SQLITE_OK && static_cast<int64_t>(log - done) * page_size_ <= kCatchUpBytes) {
         // What was committed meanwhile is little: copy it with the writer
         // held, so that every frame is in the database and the next commit
@@ -1052,8 +1031,7 @@ class CachingStore::Impl {
         // kWalMaxBytes before the writer stalls on a checkpoint of it all.
         // Otherwise the next commit asks for another pass (the WAL hook).
         std::lock_guard<std::mutex> w(write_mu_);
-        rc = sqlite3_wal_checkpoint_v2(checkpointer_db_->handle(), nullptr,
-                                       SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        rc = pass();
       }
       if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
         LogWarn(kComponent, std::string("checkpoint of the cache database failed: ") +
@@ -1077,7 +1055,7 @@ class CachingStore::Impl {
           Status s = FlushTouchesLocked();
           if (!s.ok()) LogDebug(kComponent, "access times not recorded: " + s.ToString());
         }
-        if (!reserve_present_) EnsureReserve();
+        if (!reserve_.present()) reserve_.Ensure();
       }
       l.lock();
     }
@@ -1106,8 +1084,7 @@ class CachingStore::Impl {
   std::mutex write_mu_;  // the writer connection
   std::unique_ptr<SqliteDb> writer_;
   bool sync_full_ = true;  // GUARDED_BY(write_mu_)
-  std::string reserve_path_;
-  bool reserve_present_ = false;  // GUARDED_BY(write_mu_)
+  DiskReserve reserve_{options_.db_path.string() + ".reserve", kReserveBytes};  // write_mu_
 
   std::mutex pool_mu_;
   std::vector<std::unique_ptr<SqliteDb>> readers_;

@@ -1,16 +1,14 @@
 #include "meshfs/fs/metadata.h"
 
-#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <string>
 
+#include "meshfs/core/disk_reserve.h"
 #include "meshfs/core/log.h"
 
 namespace meshfs::fs {
@@ -324,7 +322,8 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const Options& option
   Status st = store->Init(options);
   if (!st.ok()) return st.WithContext(options.path.string());
   if (!options.read_only && options.path != ":memory:" && !options.path.empty()) {
-    store->reserve_path_ = options.path.string() + ".reserve";
+    store->reserve_ =
+        std::make_unique<DiskReserve>(options.path.string() + ".reserve", kReserveBytes);
     store->EnsureReserve();
   }
   return store;
@@ -514,8 +513,7 @@ Status MetadataStore::Commit(bool durable) {
     return st;
   }
   pending_ = false;
-  if (!reserve_present_ && !reserve_path_.empty() &&
-      std::chrono::steady_clock::now() >= next_reserve_try_) {
+  if (reserve_ && !reserve_->present() && std::chrono::steady_clock::now() >= next_reserve_try_) {
     EnsureReserve();
   }
   // The safety level cannot change inside a transaction: a durable commit is
@@ -526,29 +524,13 @@ Status MetadataStore::Commit(bool durable) {
 
 void MetadataStore::EnsureReserve() {
   next_reserve_try_ = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  struct statvfs vfs;
-  if (::statvfs(reserve_path_.parent_path().c_str(), &vfs) != 0) return;
-  const uint64_t room = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
-  const int fd = ::open(reserve_path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return;
-  struct stat st;
-  bool ok = ::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) >= kReserveBytes;
-  if (!ok && room >= kReserveRoom) {
-    ok = ::posix_fallocate(fd, 0, static_cast<off_t>(kReserveBytes)) == 0 && ::fsync(fd) == 0;
-  }
-  ::close(fd);
-  if (!ok) {
-    (void)::unlink(reserve_path_.c_str());
-    return;
-  }
-  if (!reserve_present_) reserve_present_ = true;
+  reserve_->Ensure(kReserveRoom);
 }
 
 bool MetadataStore::ReleaseReserve() {
-  if (reserve_path_.empty()) return false;
-  const bool had = ::unlink(reserve_path_.c_str()) == 0;
+  if (!reserve_) return false;
+  const bool had = reserve_->Release();
   if (had) LogWarn("metadata", "disk full: gave back the metadata reserve so a removal can commit");
-  reserve_present_ = false;
   next_reserve_try_ = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   return had;
 }
@@ -734,15 +716,20 @@ Result<uint64_t> MetadataStore::Lookup(uint64_t parent, std::string_view name) {
   return ino;
 }
 
+Status MetadataStore::StepEntryChange(sqlite3_stmt* st, std::string_view what) {
+  const int rc = sqlite3_step(st);
+  if (rc == SQLITE_CONSTRAINT) {
+    sqlite3_reset(st);
+    return Status::AlreadyExists("entry exists");
+  }
+  if (rc != SQLITE_DONE) return Error(what);
+  return Status::OK();
+}
+
 Status MetadataStore::InsertDentry(uint64_t parent, std::string_view name, uint64_t ino) {
   MESHFS_ASSIGN_OR_RETURN(uint64_t cookie, NextCookie(parent));
-  uint32_t type = 0;
-  if (auto it = inode_cache_.find(ino); it != inode_cache_.end()) {
-    type = it->second.mode >> 12;
-  } else {
-    MESHFS_ASSIGN_OR_RETURN(InodeRecord r, GetInode(ino));
-    type = r.mode >> 12;
-  }
+  MESHFS_ASSIGN_OR_RETURN(InodeRecord r, GetInode(ino));  // from the inode cache, usually
+  const uint32_t type = r.mode >> 12;
   MESHFS_ASSIGN_OR_RETURN(
       sqlite3_stmt * st,
       Prep("INSERT INTO dentries(parent, name, ino, cookie, type) VALUES(?, ?, ?, ?, ?)"));
@@ -751,13 +738,7 @@ Status MetadataStore::InsertDentry(uint64_t parent, std::string_view name, uint6
   sqlite3_bind_int64(st, 3, ToI64(ino));
   sqlite3_bind_int64(st, 4, ToI64(cookie));
   sqlite3_bind_int64(st, 5, type);
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_CONSTRAINT) {
-    sqlite3_reset(st);
-    return Status::AlreadyExists("entry exists");
-  }
-  if (rc != SQLITE_DONE) return Error("insert entry");
-  return Status::OK();
+  return StepEntryChange(st, "insert entry");
 }
 
 Status MetadataStore::DeleteDentry(uint64_t parent, std::string_view name) {
@@ -799,12 +780,7 @@ Status MetadataStore::MoveDentry(uint64_t parent, std::string_view name, uint64_
   sqlite3_bind_int64(st, 3, ToI64(cookie));
   sqlite3_bind_int64(st, 4, ToI64(parent));
   BindBlob(st, 5, name);
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_CONSTRAINT) {
-    sqlite3_reset(st);
-    return Status::AlreadyExists("entry exists");
-  }
-  if (rc != SQLITE_DONE) return Error("move entry");
+  MESHFS_RETURN_IF_ERROR(StepEntryChange(st, "move entry"));
   if (sqlite3_changes(db_) == 0) return Status::NotFound("no such entry");
   return Status::OK();
 }

@@ -1,11 +1,14 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <filesystem>
 
+#include "meshfs/core/disk_reserve.h"
 #include "meshfs/core/hex.h"
 #include "meshfs/core/slice_id.h"
 #include "meshfs/core/status.h"
 #include "meshfs/fs/errno.h"
+#include "testing/temp_dir.h"
 
 namespace meshfs {
 namespace {
@@ -62,6 +65,27 @@ TEST(Errno, Mapping) {
   EXPECT_EQ(fs::ToErrno(Status::NotFound("x")), ENOENT);
   EXPECT_EQ(fs::ToErrno(Status::Corruption("x")), EIO);
   EXPECT_EQ(fs::ToErrno(Status::NoSpace("x")), ENOSPC);
+}
+
+// The disk reserve: made at full size, refilled when cut short, not made
+// without the room asked for, given back once.
+TEST(DiskReserve, EnsureReleaseAndRoom) {
+  meshfs::testing::TempDir dir;
+  const auto path = dir.path() / "db.reserve";
+  DiskReserve r(path, 64 << 10);
+  r.Ensure(UINT64_MAX);  // never that much room
+  EXPECT_FALSE(r.present());
+  EXPECT_FALSE(std::filesystem::exists(path));
+  r.Ensure();
+  ASSERT_TRUE(r.present());
+  EXPECT_EQ(std::filesystem::file_size(path), 64u << 10);
+  std::filesystem::resize_file(path, 10);
+  r.Ensure();
+  EXPECT_EQ(std::filesystem::file_size(path), 64u << 10);
+  EXPECT_TRUE(r.Release());
+  EXPECT_FALSE(r.present());
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_FALSE(r.Release());
 }
 
 }  // namespace

@@ -36,6 +36,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "meshfs/core/disk_reserve.h"
 #include "meshfs/core/slice_id.h"
 #include "meshfs/core/status.h"
 
@@ -133,7 +134,7 @@ class MetadataStore final {
   // back and is tried once more. Returns whether a reserve was given back.
   // A later commit makes it again once kReserveRoom bytes are free.
   bool ReleaseReserve();
-  bool has_reserve() const { return reserve_present_; }
+  bool has_reserve() const { return reserve_ && reserve_->present(); }
   static constexpr uint64_t kReserveBytes = 1 << 20;
   static constexpr uint64_t kReserveRoom = 8ull << 20;
 
@@ -199,6 +200,9 @@ class MetadataStore final {
   // Returns the cached prepared statement for `sql` (reset, bindings cleared).
   Result<sqlite3_stmt*> Prep(const char* sql);
   Status Error(std::string_view what) const;
+  // Steps an insert or update of an entry: AlreadyExists when the name is
+  // taken (the unique key of dentries).
+  Status StepEntryChange(sqlite3_stmt* st, std::string_view what);
   Status Init(const Options& options);
   // Makes the reserve file if there is room; best effort.
   void EnsureReserve();
@@ -212,8 +216,7 @@ class MetadataStore final {
   bool in_op_ = false;     // between Begin and Commit/CommitLater/Rollback
   bool nested_ = false;    // the operation runs in a savepoint of a pending transaction
   bool pending_ = false;   // a transaction with deferred work is open
-  std::filesystem::path reserve_path_;  // empty: no reserve (read-only, in memory)
-  bool reserve_present_ = false;
+  std::unique_ptr<DiskReserve> reserve_;  // null: none (read-only, in memory)
   std::chrono::steady_clock::time_point next_reserve_try_{};
 
   // Inode rows as GetInode returns them (alloc included), by ino. Cleared
