@@ -172,6 +172,44 @@ struct PendingEntry {
   bool in_flight = false;
 };
 
+uint64_t BlobSize(const std::string& b) { return b.size(); }
+uint64_t BlobSize(const std::shared_ptr<const std::string>& b) { return b->size(); }
+
+// Blobs by address with the sum of their sizes, which callers bound. Not
+// thread-safe (the owner's mu_).
+template <typename Blob>
+class SizedBlobMap {
+ public:
+  uint64_t bytes() const { return bytes_; }
+  const Blob* Find(const SliceId& id) const {
+    auto it = map_.find(id);
+    return it == map_.end() ? nullptr : &it->second;
+  }
+  // False (and `blob` not taken) if `id` is there already.
+  bool Insert(const SliceId& id, Blob&& blob) {
+    const uint64_t n = BlobSize(blob);
+    if (!map_.emplace(id, std::move(blob)).second) return false;
+    bytes_ += n;
+    return true;
+  }
+  std::optional<Blob> Take(const SliceId& id) {
+    auto it = map_.find(id);
+    if (it == map_.end()) return std::nullopt;
+    std::optional<Blob> out(std::move(it->second));
+    bytes_ -= BlobSize(*out);
+    map_.erase(it);
+    return out;
+  }
+  void Clear() {
+    map_.clear();
+    bytes_ = 0;
+  }
+
+ private:
+  std::unordered_map<SliceId, Blob> map_;
+  uint64_t bytes_ = 0;
+};
+
 }  // namespace
 
 class CachingStore::Impl {
@@ -320,7 +358,7 @@ class CachingStore::Impl {
       std::shared_ptr<const std::string> filling;
       {
         std::lock_guard<std::mutex> l(mu_);
-        if (auto f = fill_.find(id); f != fill_.end()) filling = f->second;
+        if (const auto* f = fill_.Find(id)) filling = *f;
       }
       if (filling) {
         hits_.fetch_add(1, std::memory_order_relaxed);
@@ -450,9 +488,8 @@ class CachingStore::Impl {
       std::lock_guard<std::mutex> l(mu_);
       cached_bytes_ = pending_bytes_;
       cached_slices_ = pending_.size();
-      fill_.clear();
+      fill_.Clear();
       fill_order_.clear();
-      fill_bytes_ = 0;
     }
     (void)writer_->Exec("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE)");
     return Status::OK();
@@ -709,25 +746,25 @@ class CachingStore::Impl {
                             InsertRow(id, blob, kPending, seq, /*copies=*/0, /*durable=*/false));
     if (inserted) {
       // The uploaders get the trusted buffer itself, or a copy made outside
-      // mu_ (readers and workers take it); write_mu_ keeps DropLocal out
-      // meanwhile. `blob` is not read after the move.
+      // mu_ (readers and workers take it). Only this function adds to
+      // handoff_, under write_mu_ (which also keeps DropLocal out), so the
+      // room checked here is still there below. `blob` is not read after
+      // the move.
       bool handoff;
       {
         std::lock_guard<std::mutex> l(mu_);
-        handoff = handoff_bytes_ + blob.size() <= kHandoffMaxBytes;
-        if (handoff) handoff_bytes_ += blob.size();
+        handoff = handoff_.bytes() + blob.size() <= kHandoffMaxBytes;
       }
       std::string copy;
       if (handoff) copy = owned != nullptr ? std::move(*owned) : std::string(blob);
+      const uint64_t size = blob.size();
       std::lock_guard<std::mutex> l(mu_);
       PendingEntry e;
       e.seq = seq;
-      e.size = blob.size();
+      e.size = size;
       pending_.emplace(id, e);
-      pending_bytes_ += blob.size();
-      if (handoff && !handoff_.emplace(id, std::move(copy)).second) {
-        handoff_bytes_ -= blob.size();
-      }
+      pending_bytes_ += size;
+      if (handoff) handoff_.Insert(id, std::move(copy));
       ready_.push_back(id);
     }
     work_cv_.notify_one();
@@ -741,9 +778,8 @@ class CachingStore::Impl {
     auto copy = std::make_shared<const std::string>(blob);  // not under mu_
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (fill_bytes_ + blob.size() > kFillMaxBytes) return;
-      if (!fill_.emplace(id, std::move(copy)).second) return;
-      fill_bytes_ += blob.size();
+      if (fill_.bytes() + blob.size() > kFillMaxBytes) return;
+      if (!fill_.Insert(id, std::move(copy))) return;
       fill_order_.push_back(id);
     }
     fill_cv_.notify_one();
@@ -757,17 +793,14 @@ class CachingStore::Impl {
       if (fill_order_.empty()) return;  // stopping, and what was fetched is cached
       const SliceId id = fill_order_.front();
       fill_order_.pop_front();
-      auto f = fill_.find(id);
-      if (f == fill_.end()) continue;  // dropped meanwhile
+      const auto* f = fill_.Find(id);
+      if (f == nullptr) continue;  // dropped meanwhile
       // Readers keep finding it in fill_ until it is in the database.
-      std::shared_ptr<const std::string> blob = f->second;
+      std::shared_ptr<const std::string> blob = *f;
       l.unlock();
       InsertUploaded(id, *blob);
       l.lock();
-      if (auto g = fill_.find(id); g != fill_.end() && g->second == blob) {
-        fill_bytes_ -= blob->size();
-        fill_.erase(g);
-      }
+      if (const auto* g = fill_.Find(id); g != nullptr && *g == blob) (void)fill_.Take(id);
     }
   }
 
@@ -786,10 +819,7 @@ class CachingStore::Impl {
   Status DropLocal(const SliceId& id) {
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (auto f = fill_.find(id); f != fill_.end()) {
-        fill_bytes_ -= f->second->size();
-        fill_.erase(f);
-      }
+      (void)fill_.Take(id);
     }
     std::lock_guard<std::mutex> w(write_mu_);
     MESHFS_RETURN_IF_ERROR(SetSync(true));
@@ -811,10 +841,7 @@ class CachingStore::Impl {
           pending_bytes_ -= it->second.size;
           pending_.erase(it);
         }
-        if (auto h = handoff_.find(id); h != handoff_.end()) {
-          handoff_bytes_ -= h->second.size();
-          handoff_.erase(h);
-        }
+        (void)handoff_.Take(id);
       }
       touches_.erase(id);
     } else if (rc != SQLITE_DONE) {
@@ -867,13 +894,7 @@ class CachingStore::Impl {
   Result<std::optional<std::string>> QueuedBlob(const SliceId& id) {
     {
       std::lock_guard<std::mutex> l(mu_);
-      auto h = handoff_.find(id);
-      if (h != handoff_.end()) {
-        std::optional<std::string> blob(std::move(h->second));
-        handoff_bytes_ -= blob->size();
-        handoff_.erase(h);
-        return blob;
-      }
+      if (std::optional<std::string> blob = handoff_.Take(id)) return blob;
     }
     return ReadLocal(id);
   }
@@ -1101,13 +1122,11 @@ class CachingStore::Impl {
   std::unordered_map<SliceId, int64_t> touches_;
   // Blobs fetched from the remote, waiting for the filler thread.
   std::condition_variable fill_cv_;
-  std::unordered_map<SliceId, std::shared_ptr<const std::string>> fill_;
+  SizedBlobMap<std::shared_ptr<const std::string>> fill_;
   std::deque<SliceId> fill_order_;
-  uint64_t fill_bytes_ = 0;
   int64_t last_put_ms_ = 0;  // steady clock, of the last Put that queued a blob
   int upload_waiters_ = 0;   // callers in WaitUploaded
-  std::unordered_map<SliceId, std::string> handoff_;  // queued blobs, in memory
-  uint64_t handoff_bytes_ = 0;
+  SizedBlobMap<std::string> handoff_;  // queued blobs, in memory
   uint64_t upload_errors_ = 0, uploaded_ = 0;
   std::string last_upload_error_;
   std::atomic<uint64_t> hits_{0}, misses_{0}, corrupt_cached_{0};
