@@ -17,12 +17,18 @@
 // Checkpoints (copying the WAL into the database, with the fsyncs that
 // needs) run on their own thread and connection: done by the writer, as
 // SQLite does by default, they held write_mu_ for tens of milliseconds every
-// 16 MiB and stalled every Put behind them. The writer's commit hook wakes
-// the checkpointer when the WAL holds kCheckpointBytes; it copies the bulk
+// 16 MiB and stalled every Put behind them. A checkpoint writes every byte a
+// second time (WAL, then database) and costs about as much CPU as storing
+// it, so while blobs stream in (a large write, a cold read filling the
+// cache) the checkpointer waits: it copies the WAL once blobs have stopped
+// arriving for checkpoint_quiet_ms, or at once when the WAL reaches
+// busy_wal_bytes_ (by default half the cache bound, at most 1 GiB). It copies the bulk
 // beside the writer, then the last few MiB with write_mu_ held (a short
-// stall) so that the WAL can start over. Past kWalMaxBytes the writer
-// checkpoints itself, so a checkpointer that falls behind cannot let the WAL
-// grow without bound.
+// stall) so that the WAL can start over. At twice busy_wal_bytes_ the
+// writer checkpoints itself, so a checkpointer that falls behind cannot let
+// the WAL grow without bound. Meanwhile the same thread starts the
+// writeback of each new 16 MiB of WAL (sync_file_range), so that the fsync
+// that makes it durable finds little left to write.
 #include "meshfs/cache/caching_store.h"
 
 #include <algorithm>
@@ -40,6 +46,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "meshfs/core/disk_reserve.h"
@@ -57,9 +64,15 @@ constexpr int kPending = 0;
 constexpr int kUploaded = 1;
 constexpr size_t kMaxIdleReaders = 8;
 constexpr size_t kTouchBatch = 1024;
+// The WAL is copied into the database once blobs stop arriving when it holds
+// this much, at once when it holds busy_wal_bytes_.
 constexpr int64_t kCheckpointBytes = 32 << 20;
-constexpr int64_t kWalMaxBytes = 256 << 20;
+constexpr int64_t kMaxBusyWalBytes = int64_t{1} << 30;
 constexpr int64_t kCatchUpBytes = 8 << 20;
+// A commit that grows the WAL by this much stores a blob (not a mark).
+constexpr int64_t kBlobCommitBytes = 128 << 10;
+// Writeback of the WAL is started every this many new bytes.
+constexpr int64_t kWalFlushStepBytes = 16 << 20;
 // Blobs just queued are handed to the upload workers in memory up to this
 // many bytes, so that an upload does not read back what was just written.
 constexpr uint64_t kHandoffMaxBytes = 32ull << 20;
@@ -231,6 +244,11 @@ class CachingStore::Impl {
       if (sqlite3_step(ps) != SQLITE_ROW) return writer_->Error(SQLITE_ERROR, "reading page size");
       page_size_ = sqlite3_column_int64(ps, 0);
     }
+    busy_wal_bytes_ =
+        options_.wal_busy_bytes != 0
+            ? static_cast<int64_t>(options_.wal_busy_bytes)
+            : std::clamp(static_cast<int64_t>(options_.max_bytes / 2), kCheckpointBytes,
+                         kMaxBusyWalBytes);
     // Replaces SQLite's auto-checkpoint (which is itself a WAL hook).
     sqlite3_wal_hook(writer_->handle(), &Impl::WalHook, this);
     reserve_.Ensure();
@@ -1020,46 +1038,97 @@ class CachingStore::Impl {
   static int WalHook(void* arg, sqlite3* db, const char* name, int frames) {
     auto* self = static_cast<Impl*>(arg);
     const int64_t bytes = static_cast<int64_t>(frames) * self->page_size_;
-    if (bytes >= kWalMaxBytes) {
+    const int64_t before = self->wal_bytes_.exchange(bytes, std::memory_order_relaxed);
+    if (bytes - before >= kBlobCommitBytes || bytes < before) {
+      self->last_blob_commit_ms_.store(NowMs(), std::memory_order_relaxed);
+    }
+    if (bytes >= 2 * self->busy_wal_bytes_) {
       // Busy (the checkpointer is at work) is fine: the WAL shrinks soon.
       (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-    } else if (bytes >= kCheckpointBytes && !self->checkpoint_wanted_.exchange(true)) {
+    } else if ((bytes >= std::min(kCheckpointBytes, self->busy_wal_bytes_) ||
+                bytes - self->wal_flushed_bytes_.load(std::memory_order_relaxed) >=
+                    kWalFlushStepBytes) &&
+               !self->checkpointer_poked_.exchange(true)) {
       std::lock_guard<std::mutex> l(self->mu_);
       self->checkpoint_cv_.notify_one();
     }
     return SQLITE_OK;
   }
 
+  // Starts the writeback of what the WAL gained since the last call, so
+  // that the fsync making it durable (Flush) has little left to write.
+  void StartWalWriteback(int64_t wal_bytes) {
+    int64_t flushed = wal_flushed_bytes_.load(std::memory_order_relaxed);
+    if (wal_bytes < flushed) flushed = 0;  // the WAL started over
+    if (wal_bytes - flushed < kWalFlushStepBytes) {
+      wal_flushed_bytes_.store(flushed, std::memory_order_relaxed);
+      return;
+    }
+    if (wal_fd_ < 0) {
+      wal_fd_ = ::open((options_.db_path.string() + "-wal").c_str(), O_RDONLY | O_CLOEXEC);
+      if (wal_fd_ < 0) return;
+    }
+    // Frames follow a 32-byte header; a frame is a 24-byte header and a page.
+    const off_t from = flushed == 0 ? 0 : 32 + flushed / page_size_ * (page_size_ + 24);
+    (void)::sync_file_range(wal_fd_, from, 0, SYNC_FILE_RANGE_WRITE);
+    wal_flushed_bytes_.store(wal_bytes, std::memory_order_relaxed);
+  }
+
+  // Copies the WAL into the database: the bulk beside the writer, then, if
+  // what was committed meanwhile is little, the rest with the writer held so
+  // that every frame is in the database and the next commit starts the WAL
+  // over. Under a steady stream of Puts a passive checkpoint never catches
+  // up; otherwise the next pass continues. Returns whether every frame was
+  // copied.
+  bool Checkpoint() {
+    int log = 0, done = 0;
+    auto pass = [&] {
+      return sqlite3_wal_checkpoint_v2(checkpointer_db_->handle(), nullptr,
+                                       SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    };
+    int rc = pass();
+    if (rc == SQLITE_OK && static_cast<int64_t>(log - done) * page_size_ <= kCatchUpBytes) {
+      std::lock_guard<std::mutex> w(write_mu_);
+      rc = pass();
+    }
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+      LogWarn(kComponent,
+              std::string("checkpoint of the cache database failed: ") + sqlite3_errstr(rc));
+    }
+    return rc == SQLITE_OK && log == done;
+  }
+
   void CheckpointerLoop() {
     NameThisThread("cache-checkpnt");
+    int64_t copied = -1;  // WAL size at the last complete checkpoint
     std::unique_lock<std::mutex> l(mu_);
     for (;;) {
-      checkpoint_cv_.wait(l, [&] { return stopping_ || checkpoint_wanted_.load(); });
-      if (stopping_) return;
-      l.unlock();
-      checkpoint_wanted_.store(false);
-      int log = 0, done = 0;
-      auto pass = [&] {
-        return sqlite3_wal_checkpoint_v2(checkpointer_db_->handle(), nullptr,
-                                         SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-      };
-      int rc = pass();  // the bulk of the copy, beside the writer
-      if (rc == SQLITE_OK && static_cast<int64_t>(log - done) * page_size_ <= kCatchUpBytes) {
-        // What was committed meanwhile is little: copy it with the writer
-        // held, so that every frame is in the database and the next commit
-        // starts the WAL over. Under a steady stream of Puts a passive
-        // checkpoint never catches up, and the WAL would grow to
-        // kWalMaxBytes before the writer stalls on a checkpoint of it all.
-        // Otherwise the next commit asks for another pass (the WAL hook).
-        std::lock_guard<std::mutex> w(write_mu_);
-        rc = pass();
+      // While a checkpoint waits for blobs to stop arriving, look again soon.
+      const int64_t seen = wal_bytes_.load(std::memory_order_relaxed);
+      const bool waiting = seen >= std::min(kCheckpointBytes, busy_wal_bytes_) && seen != copied;
+      const auto poked = [&] { return stopping_ || checkpointer_poked_.load(); };
+      if (waiting) {
+        checkpoint_cv_.wait_for(
+            l, std::chrono::milliseconds(std::max<int64_t>(options_.checkpoint_quiet_ms / 3, 1)),
+            poked);
+      } else {
+        checkpoint_cv_.wait(l, poked);
       }
-      if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-        LogWarn(kComponent, std::string("checkpoint of the cache database failed: ") +
-                                sqlite3_errstr(rc));
+      if (stopping_) break;
+      l.unlock();
+      checkpointer_poked_.store(false);
+      const int64_t wal = wal_bytes_.load(std::memory_order_relaxed);
+      const bool quiet = NowMs() - last_blob_commit_ms_.load(std::memory_order_relaxed) >=
+                         options_.checkpoint_quiet_ms;
+      if (wal != copied && (wal >= busy_wal_bytes_ || (wal >= kCheckpointBytes && quiet))) {
+        copied = Checkpoint() ? wal : -1;
+      } else {
+        StartWalWriteback(wal);
       }
       l.lock();
     }
+    if (wal_fd_ >= 0) ::close(wal_fd_);
+    wal_fd_ = -1;
   }
 
   void HousekeeperLoop() {
@@ -1137,7 +1206,12 @@ class CachingStore::Impl {
 
   int64_t page_size_ = 4096;  // of the database, set by Init
   std::unique_ptr<SqliteDb> checkpointer_db_;  // only the checkpointer thread uses it
-  std::atomic<bool> checkpoint_wanted_{false};
+  int64_t busy_wal_bytes_ = kMaxBusyWalBytes;    // set by Init
+  std::atomic<int64_t> wal_bytes_{0};            // at the last commit
+  std::atomic<int64_t> last_blob_commit_ms_{0};  // steady clock
+  std::atomic<int64_t> wal_flushed_bytes_{0};    // writeback started up to here
+  int wal_fd_ = -1;                              // the checkpointer's, for writeback
+  std::atomic<bool> checkpointer_poked_{false};
   std::condition_variable checkpoint_cv_;  // with mu_
   std::thread checkpointer_;
 };

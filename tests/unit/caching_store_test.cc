@@ -409,9 +409,13 @@ TEST_F(CachingStoreTest, PutTrustedSkipsTheCheckButReadsStillVerify) {
 
 // Checkpoints run beside the writer: the WAL is reused instead of growing
 // with everything written, and every blob is in the database after reopen.
-TEST_F(CachingStoreTest, BackgroundCheckpointsKeepTheWalSmall) {
+// Under a steady stream of Puts the WAL is copied into the database once it
+// reaches the busy bound, and starts over.
+TEST_F(CachingStoreTest, SustainedPutsCheckpointAtTheBusyBound) {
   CacheOptions o = SmallOptions(dir_.path());
   o.max_bytes = 512 << 20;
+  o.wal_busy_bytes = 32 << 20;
+  o.checkpoint_quiet_ms = 60'000;  // only the bound can start a checkpoint
   std::vector<SliceId> ids;
   {
     auto cache = OpenCache(o, &mem_);
@@ -433,12 +437,38 @@ TEST_F(CachingStoreTest, BackgroundCheckpointsKeepTheWalSmall) {
   }
 }
 
+// A burst of Puts below the busy bound is not copied into the database
+// while it lasts (the copy would compete with it), and is once it pauses.
+TEST_F(CachingStoreTest, CheckpointWaitsForPutsToPause) {
+  CacheOptions o = SmallOptions(dir_.path());
+  o.max_bytes = 512 << 20;  // busy bound 256 MiB
+  o.checkpoint_quiet_ms = 1500;
+  const fs::path wal = o.db_path.string() + "-wal";
+  auto cache = OpenCache(o, &mem_);
+  std::vector<std::string> blobs;
+  for (int i = 0; i < 48; ++i) blobs.push_back(RandomBlob(1 << 20, 300 + i));
+  for (const std::string& b : blobs) ASSERT_TRUE(cache->PutTrusted(SliceId::ForBlob(b), b).ok());
+  EXPECT_GE(fs::file_size(wal), 48u << 20);
+  EXPECT_LT(fs::file_size(o.db_path), 8u << 20) << "checkpointed during the burst";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (fs::file_size(o.db_path) < (48u << 20) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GE(fs::file_size(o.db_path), 48u << 20) << "not checkpointed after the burst";
+  for (const std::string& b : blobs) {
+    auto got = cache->Get(SliceId::ForBlob(b));
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(*got, b);
+  }
+}
+
 // Puts, reads, uploads and checkpoints (bulk beside the writer, catch-up
 // with it held) all at once: every read gets the right bytes, nothing
 // deadlocks, and everything is there after reopen.
 TEST_F(CachingStoreTest, ReadsDuringSustainedPutsAndCheckpointsSeeTheRightBytes) {
   CacheOptions o = SmallOptions(dir_.path());
   o.max_bytes = 512 << 20;
+  o.wal_busy_bytes = 24 << 20;  // several checkpoints while the Puts go on
   const std::string base = RandomBlob(1 << 20, 4242);
   auto blob_n = [&](int n) {
     std::string b = base;
