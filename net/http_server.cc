@@ -205,8 +205,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(Options options, Handler h
       // memset per PUT).
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(kConnectionMemory),
       MHD_OPTION_CONNECTION_MEMORY_INCREMENT, static_cast<size_t>(64 * 1024),
-      MHD_OPTION_EXTERNAL_LOGGER, &HttpServerCallbacks::Logger,
-      nullptr, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+      // Only SO_REUSEADDR (libmicrohttpd's default: a restarted node gets
+      // its port back at once), not SO_REUSEPORT, with which a second node
+      // on the same port started silently and took half the connections.
+      MHD_OPTION_EXTERNAL_LOGGER, &HttpServerCallbacks::Logger, nullptr, MHD_OPTION_END);
   if (server->daemon_ == nullptr) {
     return Status::IOError("cannot listen on " + where +
                            ": address in use or not available (is another node running?)");

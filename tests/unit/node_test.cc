@@ -79,6 +79,27 @@ TEST_F(NodeTest, PutGetHasThroughPeerClient) {
   EXPECT_TRUE(client_.GetSlice(Addr(n), missing).status().Is(Code::kNotFound));
 }
 
+// A second node on a port in use fails to start with a clear error instead
+// of sharing the port; once the first is gone the port is free at once.
+TEST_F(NodeTest, PortInUseIsRefusedAndFreedOnStop) {
+  Node* first = StartNode();
+  ASSERT_NE(first, nullptr);
+  char tmpl[] = "/tmp/meshfs-node-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  dirs_.push_back(tmpl);
+  NodeOptions o;
+  o.data_dir = tmpl;
+  o.listen = {"127.0.0.1", Addr(first).port};
+  auto second = Node::Start(o);
+  ASSERT_FALSE(second.ok()) << "two nodes listen on port " << Addr(first).port;
+  EXPECT_NE(second.status().ToString().find("address in use"), std::string::npos)
+      << second.status().ToString();
+  nodes_.clear();
+  auto again = Node::Start(o);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  nodes_.push_back(std::move(*again));
+}
+
 TEST_F(NodeTest, HttpErrorsMapToStatusCodes) {
   Node* n = StartNode(64 * 1024);
   ASSERT_NE(n, nullptr);
