@@ -178,6 +178,7 @@ Result<std::unique_ptr<SqliteDb>> OpenCacheDb(const std::filesystem::path& path,
 
 struct PendingEntry {
   uint64_t seq = 0;
+  int64_t queued_ms = 0;  // steady clock; 0 for what a restart found queued
   uint64_t size = 0;
   int copies = 0;
   int attempts = 0;
@@ -358,7 +359,7 @@ class CachingStore::Impl {
       if (stopping_) return Status::Aborted("cache is shutting down");
       reserved_bytes_ += size;
       seq = ++seq_;
-      last_put_ms_ = NowMs();
+      NoteWriteActivity();
     }
     Status s = InsertDurable(id, blob, seq, owned);
     {
@@ -512,6 +513,8 @@ class CachingStore::Impl {
     (void)writer_->Exec("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE)");
     return Status::OK();
   }
+
+  void NoteWriteActivity() { last_activity_ms_.store(NowMs(), std::memory_order_relaxed); }
 
  private:
   // ---- local database helpers ----
@@ -779,6 +782,7 @@ class CachingStore::Impl {
       std::lock_guard<std::mutex> l(mu_);
       PendingEntry e;
       e.seq = seq;
+      e.queued_ms = NowMs();
       e.size = size;
       pending_.emplace(id, e);
       pending_bytes_ += size;
@@ -924,9 +928,17 @@ class CachingStore::Impl {
     if (upload_waiters_ > 0 || stopping_) return 0;
     const uint64_t limit = options_.yield_bytes ? options_.yield_bytes : options_.max_bytes / 2;
     if (pending_bytes_ > limit) return 0;
-    const int64_t idle_at = last_put_ms_ + options_.writer_idle_ms;
+    if (!ready_.empty()) {
+      auto it = pending_.find(ready_.front());
+      if (it != pending_.end() && now - it->second.queued_ms >= options_.writer_max_defer_ms) {
+        return 0;
+      }
+    }
+    const int64_t idle_at =
+        last_activity_ms_.load(std::memory_order_relaxed) + options_.writer_idle_ms;
     return idle_at > now ? idle_at - now : 0;
   }
+
 
   void UploadOne(const SliceId& id) {
     Status status;
@@ -1193,7 +1205,8 @@ class CachingStore::Impl {
   std::condition_variable fill_cv_;
   SizedBlobMap<std::shared_ptr<const std::string>> fill_;
   std::deque<SliceId> fill_order_;
-  int64_t last_put_ms_ = 0;  // steady clock, of the last Put that queued a blob
+  // Steady clock, of the last Put or NoteWriteActivity; atomic, not mu_.
+  std::atomic<int64_t> last_activity_ms_{0};
   int upload_waiters_ = 0;   // callers in WaitUploaded
   SizedBlobMap<std::string> handoff_;  // queued blobs, in memory
   uint64_t upload_errors_ = 0, uploaded_ = 0;
@@ -1240,6 +1253,7 @@ Result<std::string> CachingStore::Get(const SliceId& id) { return impl_->Get(id)
 Result<bool> CachingStore::Contains(const SliceId& id) { return impl_->Contains(id); }
 Status CachingStore::Remove(const SliceId& id) { return impl_->Remove(id); }
 Status CachingStore::Flush() { return impl_->Flush(); }
+void CachingStore::NoteWriteActivity() { impl_->NoteWriteActivity(); }
 Status CachingStore::WaitUploaded(int64_t timeout_ms,
                                   const std::function<void(const CacheStats&)>& progress) {
   return impl_->WaitUploaded(timeout_ms, progress);

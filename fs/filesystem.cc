@@ -363,6 +363,7 @@ int Filesystem::GetAttr(uint64_t ino, Attr* out) {
 }
 
 int Filesystem::SetAttr(const Caller& /*c*/, uint64_t ino, const SetAttrRequest& req, Attr* out) {
+  store_->NoteWriteActivity();
   if (options_.read_only) return EROFS;
   const int64_t now = NowNs();
   {
@@ -591,6 +592,7 @@ int Filesystem::NewNodeLocked(const Caller& c, uint64_t parent, std::string_view
 
 int Filesystem::Mknod(const Caller& c, uint64_t parent, std::string_view name, uint32_t mode,
                       uint64_t rdev, Attr* out) {
+  store_->NoteWriteActivity();
   uint32_t type = mode & S_IFMT;
   if (type == 0) type = S_IFREG;
   if (type == S_IFDIR) return EPERM;
@@ -609,6 +611,7 @@ int Filesystem::Mknod(const Caller& c, uint64_t parent, std::string_view name, u
 
 int Filesystem::Mkdir(const Caller& c, uint64_t parent, std::string_view name, uint32_t mode,
                       Attr* out) {
+  store_->NoteWriteActivity();
   {
     std::lock_guard<std::mutex> lock(meta_mu_);
     if (int e = NewNodeLocked(c, parent, name, S_IFDIR | (mode & 07777), 0, {}, out)) return e;
@@ -619,6 +622,7 @@ int Filesystem::Mkdir(const Caller& c, uint64_t parent, std::string_view name, u
 
 int Filesystem::Symlink(const Caller& c, uint64_t parent, std::string_view name,
                         std::string_view target, Attr* out) {
+  store_->NoteWriteActivity();
   if (target.size() >= kPathMax) return ENAMETOOLONG;
   if (target.empty()) return ENOENT;
   {
@@ -641,6 +645,7 @@ int Filesystem::Readlink(uint64_t ino, std::string* target) {
 }
 
 int Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string_view new_name, Attr* out) {
+  store_->NoteWriteActivity();
   if (options_.read_only) return EROFS;
   if (int e = CheckName(new_name)) return e;
   {
@@ -702,12 +707,14 @@ int Filesystem::DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_o
 }
 
 int Filesystem::Unlink(uint64_t parent, std::string_view name) {
+  store_->NoteWriteActivity();
   int e = UnlinkOnce(parent, name);
   if (e == ENOSPC && ReleaseReserve()) e = UnlinkOnce(parent, name);
   return e;
 }
 
 int Filesystem::Rmdir(uint64_t parent, std::string_view name) {
+  store_->NoteWriteActivity();
   int e = RmdirOnce(parent, name);
   if (e == ENOSPC && ReleaseReserve()) e = RmdirOnce(parent, name);
   return e;
@@ -777,6 +784,7 @@ int Filesystem::RmdirOnce(uint64_t parent, std::string_view name) {
 
 int Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
                        std::string_view new_name, unsigned flags) {
+  store_->NoteWriteActivity();
   if (options_.read_only) return EROFS;
   if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return EINVAL;
@@ -898,6 +906,7 @@ int Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_pare
 
 int Filesystem::Create(const Caller& c, uint64_t parent, std::string_view name, uint32_t mode,
                        int flags, Attr* out, uint64_t* fh) {
+  store_->NoteWriteActivity();
   if (options_.read_only) return EROFS;
   bool exists = false;
   {
@@ -1062,6 +1071,7 @@ void Filesystem::ContentsChangingLocked(Node& node) {
 
 int Filesystem::Write(const Caller& c, uint64_t ino, uint64_t fh, uint64_t off,
                       std::string_view data, size_t* written) {
+  store_->NoteWriteActivity();
   if (options_.read_only) return EROFS;
   int flags = 0;
   bool first = false;
@@ -1178,6 +1188,7 @@ int Filesystem::Release(uint64_t ino, uint64_t fh) {
 }
 
 int Filesystem::Fallocate(uint64_t ino, uint64_t /*fh*/, int mode, uint64_t off, uint64_t len) {
+  store_->NoteWriteActivity();
   if (mode != 0) return EOPNOTSUPP;
   if (options_.read_only) return EROFS;
   if (off + len > kMaxFileSize || off + len < off) return EFBIG;
@@ -1266,6 +1277,7 @@ int Filesystem::FsyncDir(uint64_t /*ino*/) {
 // ---------------------------------------------------------------- xattrs
 
 int Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
+  store_->NoteWriteActivity();
   if (options_.read_only) return EROFS;
   if (name.empty()) return EINVAL;
   if (name.size() > kXattrNameMax) return ERANGE;
@@ -1320,6 +1332,7 @@ int Filesystem::ListXattr(uint64_t ino, size_t size, std::string* out) {
 }
 
 int Filesystem::RemoveXattr(uint64_t ino, std::string_view name) {
+  store_->NoteWriteActivity();
   if (options_.read_only) return EROFS;
   if (name.size() > kXattrNameMax) return ERANGE;
   std::lock_guard<std::mutex> lock(meta_mu_);

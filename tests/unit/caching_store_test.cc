@@ -154,6 +154,39 @@ TEST_F(CachingStoreTest, UploadsYieldToABusyWriterWithinBounds) {
   EXPECT_EQ(mem_.size(), 5u);
 }
 
+// The filesystem's activity hint (operations that store no blob: small
+// files, renames, chmods) keeps uploads waiting like Puts do, but not past
+// writer_max_defer_ms for the oldest queued slice.
+TEST_F(CachingStoreTest, WriteActivityDefersUploadsForABoundedTime) {
+  CacheOptions o = SmallOptions(dir_.path());
+  o.writer_idle_ms = 400;
+  o.writer_max_defer_ms = 60'000;
+  const std::string b1 = RandomBlob(20000, 71), b2 = RandomBlob(20000, 72);
+  {
+    auto cache = OpenCache(o, &mem_);
+    ASSERT_TRUE(cache->Put(SliceId::ForBlob(b1), b1).ok());
+    for (int i = 0; i < 12; ++i) {  // 1.2 s of activity, no Put
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      cache->NoteWriteActivity();
+    }
+    EXPECT_EQ(mem_.size(), 0u) << "uploaded while the filesystem was busy";
+    const auto start = std::chrono::steady_clock::now();
+    while (mem_.size() < 1 && std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(mem_.size(), 1u) << "not uploaded once the activity stopped";
+  }
+  o.writer_max_defer_ms = 500;
+  auto cache = OpenCache(o, &mem_);
+  ASSERT_TRUE(cache->Put(SliceId::ForBlob(b2), b2).ok());
+  const auto start = std::chrono::steady_clock::now();
+  while (mem_.size() < 2 && std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
+    cache->NoteWriteActivity();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(mem_.size(), 2u) << "activity held the upload back past writer_max_defer_ms";
+}
+
 TEST_F(CachingStoreTest, QueuedUploadsSurviveReopenAndResume) {
   faulty_.FailWith(Code::kUnavailable);
   std::vector<std::string> blobs;

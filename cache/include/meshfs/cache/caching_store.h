@@ -43,13 +43,15 @@ struct CacheOptions {
   int64_t retry_max_ms = 30'000;
   // kNetwork: Flush() gives up with TimedOut after this long (peers offline).
   int64_t network_flush_timeout_ms = 120'000;
-  // kLocal only: while the mount is writing (a Put in the last
-  // writer_idle_ms), uploads wait for it to pause, until more than
-  // yield_bytes are queued (0: max_bytes / 2) or WaitUploaded is called, so
-  // a burst of writes is acknowledged at local speed and replicated right
-  // after. 0 ms: uploads never wait.
+  // kLocal only: while the mount is writing (a Put or NoteWriteActivity in
+  // the last writer_idle_ms), uploads wait for it to pause, until more than
+  // yield_bytes are queued (0: max_bytes / 2), the oldest queued slice has
+  // waited writer_max_defer_ms, or WaitUploaded is called, so a burst of
+  // writes runs at local speed and is replicated right after. 0 ms:
+  // uploads never wait.
   int64_t writer_idle_ms = 300;
   uint64_t yield_bytes = 0;
+  int64_t writer_max_defer_ms = 30'000;
   // Copying the WAL into the database waits until no blob has been stored
   // for checkpoint_quiet_ms, or until the WAL holds wal_busy_bytes (0: half
   // of max_bytes, between 32 MiB and 1 GiB). The WAL is on disk beside the
@@ -86,6 +88,7 @@ class CachingStore final : public SliceStore {
   Result<bool> Contains(const SliceId& id) override;
   Status Remove(const SliceId& id) override;
   Status Flush() override;  // per options.durability
+  void NoteWriteActivity() override;
 
   // Waits until no upload is pending, or `timeout_ms` passes (TimedOut, with
   // the count still pending). `progress`, if set, is called about once a second.

@@ -48,6 +48,12 @@ class SliceStore {
   // Blocks until every Put so far is as durable as this store promises
   // (for a replicating store: on its full replica count).
   virtual Status Flush() = 0;
+
+  // A hint from the filesystem above that it is busy changing things (a
+  // write, create, rename, chmod... whether or not it stores a blob): a
+  // store with background work of its own may put it off for a moment.
+  // Cheap enough to call on every such operation. Default: ignored.
+  virtual void NoteWriteActivity() {}
 };
 
 }  // namespace meshfs
