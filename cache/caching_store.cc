@@ -22,7 +22,8 @@
 // it, so while blobs stream in (a large write, a cold read filling the
 // cache) the checkpointer waits: it copies the WAL once blobs have stopped
 // arriving for checkpoint_quiet_ms, or at once when the WAL reaches
-// busy_wal_bytes_ (by default half the cache bound, at most 1 GiB). It copies the bulk
+// busy_wal_bytes_ (by default half the cache bound, at most 1 GiB) or a
+// quarter of the disk's free space. It copies the bulk
 // beside the writer, then the last few MiB with write_mu_ held (a short
 // stall) so that the WAL can start over. At twice busy_wal_bytes_ the
 // writer checkpoints itself, so a checkpointer that falls behind cannot let
@@ -47,6 +48,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "meshfs/core/disk_reserve.h"
@@ -1110,6 +1112,22 @@ class CachingStore::Impl {
     return rc == SQLITE_OK && log == done;
   }
 
+  // The WAL size at which the checkpointer copies it even while blobs
+  // stream in: busy_wal_bytes_, or a quarter of the disk's free space if
+  // that is less. A checkpoint needs room for the pages it copies while the
+  // WAL still holds them; a WAL allowed to fill a small disk could never be
+  // copied, and every commit after it would fail with a full disk.
+  int64_t BusyWalBound() const {
+    struct statvfs vfs;
+    const std::string dir = options_.db_path.parent_path().empty()
+                                ? std::string(".")
+                                : options_.db_path.parent_path().string();
+    if (::statvfs(dir.c_str(), &vfs) != 0) return busy_wal_bytes_;
+    const int64_t free_bytes =
+        static_cast<int64_t>(vfs.f_bavail) * static_cast<int64_t>(vfs.f_frsize);
+    return std::min(busy_wal_bytes_, free_bytes / 4);
+  }
+
   void CheckpointerLoop() {
     NameThisThread("cache-checkpnt");
     int64_t copied = -1;  // WAL size at the last complete checkpoint
@@ -1117,7 +1135,8 @@ class CachingStore::Impl {
     for (;;) {
       // While a checkpoint waits for blobs to stop arriving, look again soon.
       const int64_t seen = wal_bytes_.load(std::memory_order_relaxed);
-      const bool waiting = seen >= std::min(kCheckpointBytes, busy_wal_bytes_) && seen != copied;
+      const bool waiting =
+          seen >= std::min(kWalFlushStepBytes, busy_wal_bytes_) && seen != copied;
       const auto poked = [&] { return stopping_ || checkpointer_poked_.load(); };
       if (waiting) {
         checkpoint_cv_.wait_for(
@@ -1132,7 +1151,7 @@ class CachingStore::Impl {
       const int64_t wal = wal_bytes_.load(std::memory_order_relaxed);
       const bool quiet = NowMs() - last_blob_commit_ms_.load(std::memory_order_relaxed) >=
                          options_.checkpoint_quiet_ms;
-      if (wal != copied && (wal >= busy_wal_bytes_ || (wal >= kCheckpointBytes && quiet))) {
+      if (wal != copied && (wal >= BusyWalBound() || (wal >= kCheckpointBytes && quiet))) {
         copied = Checkpoint() ? wal : -1;
       } else {
         StartWalWriteback(wal);
