@@ -20,8 +20,8 @@
 // 16 MiB and stalled every Put behind them. A checkpoint writes every byte a
 // second time (WAL, then database) and costs about as much CPU as storing
 // it, so while blobs stream in (a large write, a cold read filling the
-// cache) the checkpointer waits: it copies the WAL once blobs have stopped
-// arriving for checkpoint_quiet_ms, or at once when the WAL reaches
+// cache) or leave for the peers, the checkpointer waits: it copies the WAL
+// once no blob has been stored or uploaded for checkpoint_quiet_ms, or at once when the WAL reaches
 // busy_wal_bytes_ (by default half the cache bound, at most 1 GiB) or a
 // quarter of the disk's free space. It copies the bulk
 // beside the writer, then the last few MiB with write_mu_ held (a short
@@ -1040,6 +1040,7 @@ class CachingStore::Impl {
   }
 
   Status MarkUploadedLocked(const SliceId& id) {
+    last_upload_ms_.store(NowMs(), std::memory_order_relaxed);
     MESHFS_RETURN_IF_ERROR(SetSync(false));
     MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * mark, writer_->Prepare(kSqlMarkUploaded));
     StmtReset reset(mark);
@@ -1149,8 +1150,9 @@ class CachingStore::Impl {
       l.unlock();
       checkpointer_poked_.store(false);
       const int64_t wal = wal_bytes_.load(std::memory_order_relaxed);
-      const bool quiet = NowMs() - last_blob_commit_ms_.load(std::memory_order_relaxed) >=
-                         options_.checkpoint_quiet_ms;
+      const int64_t last_busy = std::max(last_blob_commit_ms_.load(std::memory_order_relaxed),
+                                         last_upload_ms_.load(std::memory_order_relaxed));
+      const bool quiet = NowMs() - last_busy >= options_.checkpoint_quiet_ms;
       if (wal != copied && (wal >= BusyWalBound() || (wal >= kCheckpointBytes && quiet))) {
         copied = Checkpoint() ? wal : -1;
       } else {
@@ -1241,6 +1243,7 @@ class CachingStore::Impl {
   int64_t busy_wal_bytes_ = kMaxBusyWalBytes;    // set by Init
   std::atomic<int64_t> wal_bytes_{0};            // at the last commit
   std::atomic<int64_t> last_blob_commit_ms_{0};  // steady clock
+  std::atomic<int64_t> last_upload_ms_{0};       // steady clock
   std::atomic<int64_t> wal_flushed_bytes_{0};    // writeback started up to here
   int wal_fd_ = -1;                              // the checkpointer's, for writeback
   std::atomic<bool> checkpointer_poked_{false};
