@@ -53,7 +53,7 @@ struct CacheOptions {
   uint64_t yield_bytes = 0;
   int64_t writer_max_defer_ms = 30'000;
   // Copying the WAL into the database waits until no blob has been stored
-  // for checkpoint_quiet_ms, or until the WAL holds wal_busy_bytes (0: half
+  // or uploaded for checkpoint_quiet_ms, or until the WAL holds wal_busy_bytes (0: half
   // of max_bytes, between 32 MiB and 1 GiB). The WAL is on disk beside the
   // database, so the cache can briefly use that much more than max_bytes.
   int64_t checkpoint_quiet_ms = 300;
