@@ -36,6 +36,16 @@ class DiskStoreTest : public ::testing::Test {
     return s.ok() ? std::move(*s) : nullptr;
   }
 
+  // Files of unfinished uploads (".tmp.*") in the fan-out directories.
+  int TempFiles() const {
+    int n = 0;
+    if (!fs::exists(dir_ + "/slices")) return 0;
+    for (const auto& e : fs::recursive_directory_iterator(dir_ + "/slices")) {
+      if (e.path().filename().string().rfind(".tmp.", 0) == 0) ++n;
+    }
+    return n;
+  }
+
   static std::string Blob(size_t n, char seed) {
     std::string b(n, seed);
     for (size_t i = 0; i < n; i += 97) b[i] = static_cast<char>(i * 31 + seed);
@@ -76,6 +86,7 @@ TEST_F(DiskStoreTest, WrongHashTooLargeBadOwnerStoreNothing) {
   EXPECT_TRUE(s->Put(SliceId::ForBlob(blob), blob, "../etc").status().Is(Code::kInvalidArgument));
   EXPECT_EQ(s->stats().slices, 0u);
   EXPECT_TRUE(fs::is_empty(dir_ + "/tmp"));
+  EXPECT_EQ(TempFiles(), 0);
 }
 
 // A stored blob is on disk and out of the page cache: Put drops the pages
@@ -130,6 +141,8 @@ TEST_F(DiskStoreTest, ReopenRebuildsCountersAndRemovesTempFiles) {
   }
   std::ofstream(dir_ + "/tmp/" + std::string(64, '0') + ".1.1") << "partial";
   fs::create_directories(dir_ + "/slices/00");
+  // An upload cut short by a crash (they are written beside their final name).
+  std::ofstream(dir_ + "/slices/00/.tmp." + std::string(64, '0') + ".1.2") << "partial";
   std::ofstream(dir_ + "/slices/00/stray") << "junk";
   ASSERT_TRUE(fs::exists(dir_ + "/slices/00/stray"));
   const std::string id_before = [&] {
@@ -144,6 +157,8 @@ TEST_F(DiskStoreTest, ReopenRebuildsCountersAndRemovesTempFiles) {
   for (char c = 'a'; c < 'f'; ++c) expect += 100 + c;
   EXPECT_EQ(s->stats().used_bytes, expect);
   EXPECT_TRUE(fs::is_empty(dir_ + "/tmp"));
+  EXPECT_FALSE(fs::exists(dir_ + "/slices/00/.tmp." + std::string(64, '0') + ".1.2"));
+  EXPECT_EQ(TempFiles(), 0);
   EXPECT_EQ(s->node_id(), id_before);
   EXPECT_EQ(s->node_id().size(), 32u);
 }
