@@ -21,15 +21,16 @@
 // second time (WAL, then database) and costs about as much CPU as storing
 // it, so while blobs stream in (a large write, a cold read filling the
 // cache) or leave for the peers, the checkpointer waits: it copies the WAL
-// once no blob has been stored or uploaded for checkpoint_quiet_ms, or at once when the WAL reaches
-// busy_wal_bytes_ (by default half the cache bound, at most 1 GiB) or a
-// quarter of the disk's free space. It copies the bulk
-// beside the writer, then the last few MiB with write_mu_ held (a short
-// stall) so that the WAL can start over. At twice busy_wal_bytes_ the
+// once no blob has been stored or uploaded for checkpoint_quiet_ms, or at
+// once when the WAL reaches busy_wal_bytes_ (by default half the cache
+// bound, at most 1 GiB) or a quarter of the disk's free space. It copies
+// the bulk beside the writer, then the last few MiB with write_mu_ held (a
+// short stall) so that the WAL can start over. At twice busy_wal_bytes_ the
 // writer checkpoints itself, so a checkpointer that falls behind cannot let
 // the WAL grow without bound. Meanwhile the same thread starts the
-// writeback of each new 16 MiB of WAL (sync_file_range), so that the fsync
-// that makes it durable finds little left to write.
+// writeback of each new 16 MiB of queued blobs in the WAL
+// (sync_file_range), so that the fsync that makes them durable finds little
+// left to write.
 #include "meshfs/cache/caching_store.h"
 
 #include <algorithm>
@@ -942,7 +943,6 @@ class CachingStore::Impl {
     return idle_at > now ? idle_at - now : 0;
   }
 
-
   void UploadOne(const SliceId& id) {
     Status status;
     int copies = 0;
@@ -1143,10 +1143,11 @@ class CachingStore::Impl {
     int64_t copied = -1;  // WAL size at the last complete checkpoint
     std::unique_lock<std::mutex> l(mu_);
     for (;;) {
-      // While a checkpoint waits for blobs to stop arriving, look again soon.
+      // While a checkpoint waits for blobs to stop arriving, look again
+      // soon; otherwise the WAL hook wakes this thread every 16 MiB.
       const int64_t seen = wal_bytes_.load(std::memory_order_relaxed);
       const bool waiting =
-          seen >= std::min(kWalFlushStepBytes, busy_wal_bytes_) && seen != copied;
+          seen >= std::min(kCheckpointBytes, busy_wal_bytes_) && seen != copied;
       const auto poked = [&] { return stopping_ || checkpointer_poked_.load(); };
       if (waiting) {
         checkpoint_cv_.wait_for(
