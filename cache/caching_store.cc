@@ -48,7 +48,6 @@
 #include <vector>
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -742,12 +741,15 @@ class CachingStore::Impl {
     return inserted;
   }
 
+  // The database's write-ahead log, beside it.
+  std::string WalPath() const { return options_.db_path.string() + "-wal"; }
+
   // Makes every committed transaction durable against power loss. In WAL
   // mode committed transactions live in the -wal file until a checkpoint
   // (which syncs the database file itself), so one fdatasync of the WAL
   // covers them all.
   Status SyncWal() {
-    const std::string wal = options_.db_path.string() + "-wal";
+    const std::string wal = WalPath();
     const int fd = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       if (errno == ENOENT) return Status::OK();
@@ -1089,7 +1091,7 @@ class CachingStore::Impl {
       return;
     }
     if (wal_fd_ < 0) {
-      wal_fd_ = ::open((options_.db_path.string() + "-wal").c_str(), O_RDONLY | O_CLOEXEC);
+      wal_fd_ = ::open(WalPath().c_str(), O_RDONLY | O_CLOEXEC);
       if (wal_fd_ < 0) return;
     }
     // Frames follow a 32-byte header; a frame is a 24-byte header and a page.
