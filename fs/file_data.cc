@@ -1,9 +1,10 @@
 #include "meshfs/fs/file_data.h"
-#include "meshfs/core/thread_name.h"
 
 #include <algorithm>
 #include <cstring>
 #include <tuple>
+
+#include "meshfs/core/thread_name.h"
 
 namespace meshfs::fs {
 namespace {

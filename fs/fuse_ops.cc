@@ -13,8 +13,8 @@
 #include <string>
 
 #include "meshfs/core/log.h"
-#include "meshfs/fs/mount_table.h"
 #include "meshfs/core/thread_name.h"
+#include "meshfs/fs/mount_table.h"
 
 namespace meshfs::fs {
 namespace {
