@@ -22,8 +22,10 @@
 // it, so while blobs stream in (a large write, a cold read filling the
 // cache) or leave for the peers, the checkpointer waits: it copies the WAL
 // once no blob has been stored or uploaded for checkpoint_quiet_ms, or at
-// once when the WAL reaches busy_wal_bytes_ (by default half the cache
-// bound, at most 1 GiB) or a quarter of the disk's free space. It copies
+// once when the WAL reaches busy_wal_bytes_ (by default the cache bound,
+// at most 4 GiB) or a quarter of the disk's free space. (With half the
+// cache bound, a 1 GiB write into the default 2 GiB cache was checkpointed
+// just before its closing fsync: 4.2-4.5 s instead of 2.9-4.1 s.) It copies
 // the bulk beside the writer, then the last few MiB with write_mu_ held (a
 // short stall) so that the WAL can start over. At twice busy_wal_bytes_ the
 // writer checkpoints itself, so a checkpointer that falls behind cannot let
@@ -69,7 +71,7 @@ constexpr size_t kTouchBatch = 1024;
 // The WAL is copied into the database once blobs stop arriving when it holds
 // this much, at once when it holds busy_wal_bytes_.
 constexpr int64_t kCheckpointBytes = 32 << 20;
-constexpr int64_t kMaxBusyWalBytes = int64_t{1} << 30;
+constexpr int64_t kMaxBusyWalBytes = int64_t{4} << 30;
 constexpr int64_t kCatchUpBytes = 8 << 20;
 // A commit that grows the WAL by this much stores a blob (not a mark).
 constexpr int64_t kBlobCommitBytes = 128 << 10;
@@ -250,7 +252,7 @@ class CachingStore::Impl {
     busy_wal_bytes_ =
         options_.wal_busy_bytes != 0
             ? static_cast<int64_t>(options_.wal_busy_bytes)
-            : std::clamp(static_cast<int64_t>(options_.max_bytes / 2), kCheckpointBytes,
+            : std::clamp(static_cast<int64_t>(options_.max_bytes), kCheckpointBytes,
                          kMaxBusyWalBytes);
     // Replaces SQLite's auto-checkpoint (which is itself a WAL hook).
     sqlite3_wal_hook(writer_->handle(), &Impl::WalHook, this);
@@ -932,7 +934,8 @@ class CachingStore::Impl {
   int64_t YieldToWriterMsLocked(int64_t now) const {
     if (options_.durability != Durability::kLocal || options_.writer_idle_ms <= 0) return 0;
     if (upload_waiters_ > 0 || stopping_) return 0;
-    const uint64_t limit = options_.yield_bytes ? options_.yield_bytes : options_.max_bytes / 2;
+    const uint64_t limit =
+        options_.yield_bytes ? options_.yield_bytes : options_.max_bytes / 4 * 3;
     if (pending_bytes_ > limit) return 0;
     if (!ready_.empty()) {
       auto it = pending_.find(ready_.front());
