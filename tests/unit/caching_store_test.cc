@@ -474,7 +474,7 @@ TEST_F(CachingStoreTest, SustainedPutsCheckpointAtTheBusyBound) {
 // while it lasts (the copy would compete with it), and is once it pauses.
 TEST_F(CachingStoreTest, CheckpointWaitsForPutsToPause) {
   CacheOptions o = SmallOptions(dir_.path());
-  o.max_bytes = 512 << 20;  // busy bound 256 MiB
+  o.max_bytes = 512 << 20;  // busy bound: the cache size
   o.checkpoint_quiet_ms = 1500;
   const fs::path wal = o.db_path.string() + "-wal";
   auto cache = OpenCache(o, &mem_);
@@ -493,6 +493,29 @@ TEST_F(CachingStoreTest, CheckpointWaitsForPutsToPause) {
     ASSERT_TRUE(got.ok()) << got.status().ToString();
     EXPECT_EQ(*got, b);
   }
+}
+
+// With the default bounds a write of more than half the cache runs
+// undisturbed: the uploads keep waiting for the writer up to three quarters
+// of the cache, and the WAL is copied during a burst only at the cache size
+// (at half of it, a 1 GiB write into the default 2 GiB cache had both
+// start just before its closing fsync).
+TEST_F(CachingStoreTest, DefaultBoundsLetAWriteOfHalfTheCacheRunUndisturbed) {
+  CacheOptions o = SmallOptions(dir_.path());
+  o.max_bytes = 64 << 20;
+  o.writer_idle_ms = 5000;         // only a bound can start the uploads
+  o.checkpoint_quiet_ms = 60'000;  // only a bound can start a checkpoint
+  ASSERT_EQ(o.yield_bytes, 0u);
+  ASSERT_EQ(o.wal_busy_bytes, 0u);
+  auto cache = OpenCache(o, &mem_);
+  std::vector<std::string> blobs;
+  for (int i = 0; i < 40; ++i) blobs.push_back(RandomBlob(1 << 20, 2000 + i));
+  for (const std::string& b : blobs) ASSERT_TRUE(cache->Put(SliceId::ForBlob(b), b).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(mem_.size(), 0u) << "uploads started while 40 of 64 MiB were queued";
+  EXPECT_LT(fs::file_size(o.db_path), 8u << 20) << "checkpointed during the burst";
+  ASSERT_TRUE(cache->WaitUploaded(30000).ok());
+  EXPECT_EQ(mem_.size(), blobs.size());
 }
 
 // Puts, reads, uploads and checkpoints (bulk beside the writer, catch-up
