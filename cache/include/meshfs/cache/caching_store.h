@@ -45,17 +45,18 @@ struct CacheOptions {
   int64_t network_flush_timeout_ms = 120'000;
   // kLocal only: while the mount is writing (a Put or NoteWriteActivity in
   // the last writer_idle_ms), uploads wait for it to pause, until more than
-  // yield_bytes are queued (0: three quarters of max_bytes), the oldest queued slice has
-  // waited writer_max_defer_ms, or WaitUploaded is called, so a burst of
-  // writes runs at local speed and is replicated right after. 0 ms:
-  // uploads never wait.
+  // yield_bytes are queued (0: three quarters of max_bytes), the oldest
+  // queued slice has waited writer_max_defer_ms, or WaitUploaded is called,
+  // so a burst of writes runs at local speed and is replicated right after.
+  // 0 ms: uploads never wait.
   int64_t writer_idle_ms = 300;
   uint64_t yield_bytes = 0;
   int64_t writer_max_defer_ms = 30'000;
   // Copying the WAL into the database waits until no blob has been stored
-  // or uploaded for checkpoint_quiet_ms, or until the WAL holds wal_busy_bytes (0:
-  // max_bytes, between 32 MiB and 4 GiB), or a quarter of the free disk. The WAL is on disk beside the
-  // database, so the cache can briefly use that much more than max_bytes.
+  // or uploaded for checkpoint_quiet_ms, or until the WAL holds
+  // wal_busy_bytes (0: max_bytes, between 32 MiB and 4 GiB) or a quarter of
+  // the free disk. The WAL is on disk beside the database, so the cache can
+  // briefly use that much more than max_bytes.
   int64_t checkpoint_quiet_ms = 300;
   uint64_t wal_busy_bytes = 0;
 };
