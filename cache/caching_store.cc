@@ -374,7 +374,11 @@ class CachingStore::Impl {
     return s;
   }
 
-  Result<std::string> Get(const SliceId& id) {
+  // `check_local`: hash a cached copy before returning it, and fetch a good
+  // one if it fails. Without it (GetToDecrypt) the caller authenticates the
+  // copy and calls ReplaceDamaged if it fails; `*checked` says which it got.
+  Result<std::string> Get(const SliceId& id, bool check_local, bool* checked) {
+    *checked = true;
     bool damaged = false;
     {
       // Fetched a moment ago and not yet written to the database.
@@ -393,18 +397,34 @@ class CachingStore::Impl {
       if (!local.ok()) return local.status();
       if (local->has_value()) {
         std::string& blob = **local;
-        if (id.Matches(blob)) {
+        if (!check_local || id.Matches(blob)) {
+          *checked = check_local;
           hits_.fetch_add(1, std::memory_order_relaxed);
           Touch(id);
           return std::move(blob);
         }
         damaged = true;
-        corrupt_cached_.fetch_add(1, std::memory_order_relaxed);
-        LogError(kComponent, "cached copy of slice " + id.ToHex() +
-                                 " is damaged (hash mismatch); fetching it from the peers");
+        NoteDamaged(id, "hash mismatch");
       }
     }
     misses_.fetch_add(1, std::memory_order_relaxed);
+    return Fetch(id, damaged);
+  }
+
+  Result<std::string> ReplaceDamaged(const SliceId& id) {
+    NoteDamaged(id, "authentication failed");
+    return Fetch(id, /*damaged=*/true);
+  }
+
+  void NoteDamaged(const SliceId& id, std::string_view how) {
+    corrupt_cached_.fetch_add(1, std::memory_order_relaxed);
+    LogError(kComponent, "cached copy of slice " + id.ToHex() + " is damaged (" +
+                             std::string(how) + "); fetching it from the peers");
+  }
+
+  // From the peers; `damaged`: the cached copy is bad, replaced by the
+  // peers' copy if they have one.
+  Result<std::string> Fetch(const SliceId& id, bool damaged) {
     Result<std::string> remote = remote_->Get(id);
     if (!remote.ok()) {
       if (damaged) {
@@ -1287,7 +1307,16 @@ Status CachingStore::PutTrusted(const SliceId& id, std::string blob) {
   const std::string_view view = blob;
   return impl_->Put(id, view, &blob);
 }
-Result<std::string> CachingStore::Get(const SliceId& id) { return impl_->Get(id); }
+Result<std::string> CachingStore::Get(const SliceId& id) {
+  bool checked;
+  return impl_->Get(id, /*check_local=*/true, &checked);
+}
+Result<std::string> CachingStore::GetToDecrypt(const SliceId& id, bool* address_checked) {
+  return impl_->Get(id, /*check_local=*/false, address_checked);
+}
+Result<std::string> CachingStore::ReplaceDamaged(const SliceId& id) {
+  return impl_->ReplaceDamaged(id);
+}
 Result<bool> CachingStore::Contains(const SliceId& id) { return impl_->Contains(id); }
 Status CachingStore::Remove(const SliceId& id) { return impl_->Remove(id); }
 Status CachingStore::Flush() { return impl_->Flush(); }

@@ -261,6 +261,7 @@ class Daemon {
             {"max_bytes", cache_max},
             {"hits", c.hits},
             {"misses", c.misses},
+            {"damaged", c.corrupt_cached},
             {"memory_bytes", f.cache_bytes},
             {"memory_hits", f.cache_hits},
             {"memory_misses", f.cache_misses},

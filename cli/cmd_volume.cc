@@ -358,6 +358,11 @@ void PrintStatus(const json& j) {
     c += buf;
   }
   line("cache", c);
+  if (U64(cache, "damaged") > 0) {
+    line("damaged", Slices(U64(cache, "damaged")) +
+                        " in the cache failed their check since mount (fetched again from "
+                        "the peers where they could be; the log names each)");
+  }
   if (!Str(cache, "error").empty()) line("cache error", Str(cache, "error"));
 }
 

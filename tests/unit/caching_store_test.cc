@@ -420,6 +420,57 @@ TEST_F(CachingStoreTest, DamagedCachedBlobIsDetectedAndRefetched) {
   EXPECT_NE(bad.status().message().find("damaged"), std::string::npos);
 }
 
+// GetToDecrypt hands a cached copy back unhashed (the caller's AEAD check
+// decides) and says so; ReplaceDamaged swaps a copy that failed that check
+// for the peers' copy, or keeps it and says Corruption when they have none.
+TEST_F(CachingStoreTest, GetToDecryptLeavesCachedCopiesToTheCallersCheck) {
+  const CacheOptions o = SmallOptions(dir_.path());
+  auto cache = OpenCache(o, &faulty_);
+  const std::string blob = RandomBlob(3000, 720);
+  const SliceId id = SliceId::ForBlob(blob);
+  ASSERT_TRUE(cache->Put(id, blob).ok());
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  bool checked = true;
+  EXPECT_EQ(*cache->GetToDecrypt(id, &checked), blob);
+  EXPECT_FALSE(checked);
+
+  TamperRow(o.db_path, id);
+  auto raw = cache->GetToDecrypt(id, &checked);
+  ASSERT_TRUE(raw.ok()) << raw.status().ToString();
+  EXPECT_EQ(*raw, "\xde\xad\xbe\xef");
+  EXPECT_FALSE(checked);
+  EXPECT_EQ(cache->Stats().corrupt_cached, 0u);
+  EXPECT_EQ(*cache->ReplaceDamaged(id), blob);
+  EXPECT_EQ(cache->Stats().corrupt_cached, 1u);
+  // The peers' copy is what the cache holds now, even with the peers gone.
+  faulty_.FailWith(Code::kUnavailable);
+  EXPECT_EQ(*cache->GetToDecrypt(id, &checked), blob);
+  faulty_.FailWith(Code::kOk);
+
+  // Not cached: fetched and checked by the remote store.
+  const std::string remote_only = RandomBlob(3000, 721);
+  const SliceId remote_id = SliceId::ForBlob(remote_only);
+  ASSERT_TRUE(mem_.Put(remote_id, remote_only).ok());
+  checked = false;
+  EXPECT_EQ(*cache->GetToDecrypt(remote_id, &checked), remote_only);
+  EXPECT_TRUE(checked);
+
+  // Damaged and not on the peers: Corruption, and the row stays for a later
+  // attempt (a peer may come back with the good copy).
+  const std::string lonely = RandomBlob(3000, 722);
+  const SliceId lonely_id = SliceId::ForBlob(lonely);
+  ASSERT_TRUE(cache->Put(lonely_id, lonely).ok());
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  TamperRow(o.db_path, lonely_id);
+  faulty_.FailWith(Code::kUnavailable);
+  auto bad = cache->ReplaceDamaged(lonely_id);
+  EXPECT_EQ(bad.status().code(), Code::kCorruption);
+  EXPECT_NE(bad.status().message().find("damaged"), std::string::npos);
+  EXPECT_TRUE(*cache->Contains(lonely_id));
+  faulty_.FailWith(Code::kOk);
+  EXPECT_EQ(*cache->ReplaceDamaged(lonely_id), lonely);
+}
+
 // PutTrusted (a blob the codec just made) skips the address check on the way
 // in; reads still check what the cache holds, so a mismatched blob can never
 // come back out.

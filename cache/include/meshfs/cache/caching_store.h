@@ -86,6 +86,11 @@ class CachingStore final : public SliceStore {
   Status Put(const SliceId& id, std::string_view blob) override;
   Status PutTrusted(const SliceId& id, std::string blob) override;
   Result<std::string> Get(const SliceId& id) override;
+  // A cached copy comes back unhashed (`*address_checked` false): every row's
+  // address was checked when it was stored (Put, a peer's reply) or computed
+  // from its bytes (PutTrusted).
+  Result<std::string> GetToDecrypt(const SliceId& id, bool* address_checked) override;
+  Result<std::string> ReplaceDamaged(const SliceId& id) override;
   Result<bool> Contains(const SliceId& id) override;
   Status Remove(const SliceId& id) override;
   Status Flush() override;  // per options.durability

@@ -39,6 +39,21 @@ class SliceStore {
   // Unavailable if it may exist but cannot be reached now.
   virtual Result<std::string> Get(const SliceId& id) = 0;
 
+  // Get for a caller that authenticates the bytes itself (the codec's Decode:
+  // the AEAD tag fails on any changed byte). A store may return a copy from
+  // its own disk without hashing it again (its address was checked when it
+  // was stored there) and then sets `*address_checked` to false; a caller
+  // whose authentication of such a copy fails calls ReplaceDamaged.
+  virtual Result<std::string> GetToDecrypt(const SliceId& id, bool* address_checked) {
+    *address_checked = true;
+    return Get(id);
+  }
+
+  // The unchecked copy GetToDecrypt returned failed its authentication: drop
+  // it and return a checked copy from elsewhere, or Corruption saying that
+  // the local copy is damaged and no good one is reachable.
+  virtual Result<std::string> ReplaceDamaged(const SliceId& id) { return Get(id); }
+
   // True iff this store holds `id` (without fetching it).
   virtual Result<bool> Contains(const SliceId& id) = 0;
 
