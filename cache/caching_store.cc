@@ -377,19 +377,19 @@ class CachingStore::Impl {
   // `check_local`: hash a cached copy before returning it, and fetch a good
   // one if it fails. Without it (GetToDecrypt) the caller authenticates the
   // copy and calls ReplaceDamaged if it fails; `*checked` says which it got.
-  Result<std::string> Get(const SliceId& id, bool check_local, bool* checked) {
+  Result<SharedBlob> Get(const SliceId& id, bool check_local, bool* checked) {
     *checked = true;
     bool damaged = false;
     {
       // Fetched a moment ago and not yet written to the database.
-      std::shared_ptr<const std::string> filling;
+      SharedBlob filling;
       {
         std::lock_guard<std::mutex> l(mu_);
         if (const auto* f = fill_.Find(id)) filling = *f;
       }
       if (filling) {
         hits_.fetch_add(1, std::memory_order_relaxed);
-        return std::string(*filling);  // copied outside mu_
+        return filling;
       }
     }
     {
@@ -401,7 +401,7 @@ class CachingStore::Impl {
           *checked = check_local;
           hits_.fetch_add(1, std::memory_order_relaxed);
           Touch(id);
-          return std::move(blob);
+          return std::make_shared<const std::string>(std::move(blob));
         }
         damaged = true;
         NoteDamaged(id, "hash mismatch");
@@ -411,7 +411,7 @@ class CachingStore::Impl {
     return Fetch(id, damaged);
   }
 
-  Result<std::string> ReplaceDamaged(const SliceId& id) {
+  Result<SharedBlob> ReplaceDamaged(const SliceId& id) {
     NoteDamaged(id, "authentication failed");
     return Fetch(id, /*damaged=*/true);
   }
@@ -424,7 +424,7 @@ class CachingStore::Impl {
 
   // From the peers; `damaged`: the cached copy is bad, replaced by the
   // peers' copy if they have one.
-  Result<std::string> Fetch(const SliceId& id, bool damaged) {
+  Result<SharedBlob> Fetch(const SliceId& id, bool damaged) {
     Result<std::string> remote = remote_->Get(id);
     if (!remote.ok()) {
       if (damaged) {
@@ -440,8 +440,9 @@ class CachingStore::Impl {
       Status s = DropLocal(id);
       if (!s.ok()) LogWarn(kComponent, "cannot drop damaged cached slice: " + s.ToString());
     }
-    QueueFill(id, *remote);
-    return remote;
+    auto blob = std::make_shared<const std::string>(std::move(*remote));
+    QueueFill(id, blob);
+    return blob;
   }
 
   Result<bool> Contains(const SliceId& id) {
@@ -824,12 +825,11 @@ class CachingStore::Impl {
   // Hands a blob fetched from the remote store to the filler thread, which
   // caches it off the reader's path. Best effort: dropped when the filler
   // is kFillMaxBytes behind.
-  void QueueFill(const SliceId& id, const std::string& blob) {
-    auto copy = std::make_shared<const std::string>(blob);  // not under mu_
+  void QueueFill(const SliceId& id, SharedBlob blob) {
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (fill_.bytes() + blob.size() > kFillMaxBytes) return;
-      if (!fill_.Insert(id, std::move(copy))) return;
+      if (fill_.bytes() + blob->size() > kFillMaxBytes) return;
+      if (!fill_.Insert(id, std::move(blob))) return;
       fill_order_.push_back(id);
     }
     fill_cv_.notify_one();
@@ -1259,7 +1259,7 @@ class CachingStore::Impl {
   std::unordered_map<SliceId, int64_t> touches_;
   // Blobs fetched from the remote, waiting for the filler thread.
   std::condition_variable fill_cv_;
-  SizedBlobMap<std::shared_ptr<const std::string>> fill_;
+  SizedBlobMap<SharedBlob> fill_;
   std::deque<SliceId> fill_order_;
   // Steady clock, of the last Put or NoteWriteActivity; atomic, not mu_.
   std::atomic<int64_t> last_activity_ms_{0};
@@ -1309,12 +1309,13 @@ Status CachingStore::PutTrusted(const SliceId& id, std::string blob) {
 }
 Result<std::string> CachingStore::Get(const SliceId& id) {
   bool checked;
-  return impl_->Get(id, /*check_local=*/true, &checked);
+  MESHFS_ASSIGN_OR_RETURN(SharedBlob blob, impl_->Get(id, /*check_local=*/true, &checked));
+  return std::string(*blob);
 }
-Result<std::string> CachingStore::GetToDecrypt(const SliceId& id, bool* address_checked) {
+Result<SharedBlob> CachingStore::GetToDecrypt(const SliceId& id, bool* address_checked) {
   return impl_->Get(id, /*check_local=*/false, address_checked);
 }
-Result<std::string> CachingStore::ReplaceDamaged(const SliceId& id) {
+Result<SharedBlob> CachingStore::ReplaceDamaged(const SliceId& id) {
   return impl_->ReplaceDamaged(id);
 }
 Result<bool> CachingStore::Contains(const SliceId& id) { return impl_->Contains(id); }

@@ -147,11 +147,11 @@ Result<SliceBytes> Filesystem::LoadSlice(const SliceId& id) {
     // copy (checked when it was cached) is left to the AEAD tag, which fails
     // on any changed byte: a BLAKE2b pass less per slice on a warm read.
     bool checked = true;
-    MESHFS_ASSIGN_OR_RETURN(std::string blob, store_->GetToDecrypt(id, &checked));
-    Result<std::string> decoded = codec_->Decode(id, blob, /*address_verified=*/true);
+    MESHFS_ASSIGN_OR_RETURN(SharedBlob blob, store_->GetToDecrypt(id, &checked));
+    Result<std::string> decoded = codec_->Decode(id, *blob, /*address_verified=*/true);
     if (!checked && decoded.status().Is(Code::kCorruption)) {
       MESHFS_ASSIGN_OR_RETURN(blob, store_->ReplaceDamaged(id));
-      decoded = codec_->Decode(id, blob, /*address_verified=*/true);
+      decoded = codec_->Decode(id, *blob, /*address_verified=*/true);
     }
     MESHFS_ASSIGN_OR_RETURN(std::string plain, std::move(decoded));
     auto shared = std::make_shared<const std::string>(std::move(plain));

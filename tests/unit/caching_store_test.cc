@@ -431,20 +431,20 @@ TEST_F(CachingStoreTest, GetToDecryptLeavesCachedCopiesToTheCallersCheck) {
   ASSERT_TRUE(cache->Put(id, blob).ok());
   ASSERT_TRUE(cache->WaitUploaded(5000).ok());
   bool checked = true;
-  EXPECT_EQ(*cache->GetToDecrypt(id, &checked), blob);
+  EXPECT_EQ(**cache->GetToDecrypt(id, &checked), blob);
   EXPECT_FALSE(checked);
 
   TamperRow(o.db_path, id);
   auto raw = cache->GetToDecrypt(id, &checked);
   ASSERT_TRUE(raw.ok()) << raw.status().ToString();
-  EXPECT_EQ(*raw, "\xde\xad\xbe\xef");
+  EXPECT_EQ(**raw, "\xde\xad\xbe\xef");
   EXPECT_FALSE(checked);
   EXPECT_EQ(cache->Stats().corrupt_cached, 0u);
-  EXPECT_EQ(*cache->ReplaceDamaged(id), blob);
+  EXPECT_EQ(**cache->ReplaceDamaged(id), blob);
   EXPECT_EQ(cache->Stats().corrupt_cached, 1u);
   // The peers' copy is what the cache holds now, even with the peers gone.
   faulty_.FailWith(Code::kUnavailable);
-  EXPECT_EQ(*cache->GetToDecrypt(id, &checked), blob);
+  EXPECT_EQ(**cache->GetToDecrypt(id, &checked), blob);
   faulty_.FailWith(Code::kOk);
 
   // Not cached: fetched and checked by the remote store.
@@ -452,7 +452,7 @@ TEST_F(CachingStoreTest, GetToDecryptLeavesCachedCopiesToTheCallersCheck) {
   const SliceId remote_id = SliceId::ForBlob(remote_only);
   ASSERT_TRUE(mem_.Put(remote_id, remote_only).ok());
   checked = false;
-  EXPECT_EQ(*cache->GetToDecrypt(remote_id, &checked), remote_only);
+  EXPECT_EQ(**cache->GetToDecrypt(remote_id, &checked), remote_only);
   EXPECT_TRUE(checked);
 
   // Damaged and not on the peers: Corruption, and the row stays for a later
@@ -468,7 +468,7 @@ TEST_F(CachingStoreTest, GetToDecryptLeavesCachedCopiesToTheCallersCheck) {
   EXPECT_NE(bad.status().message().find("damaged"), std::string::npos);
   EXPECT_TRUE(*cache->Contains(lonely_id));
   faulty_.FailWith(Code::kOk);
-  EXPECT_EQ(*cache->ReplaceDamaged(lonely_id), lonely);
+  EXPECT_EQ(**cache->ReplaceDamaged(lonely_id), lonely);
 }
 
 // PutTrusted (a blob the codec just made) skips the address check on the way

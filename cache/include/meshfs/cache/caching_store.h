@@ -89,8 +89,8 @@ class CachingStore final : public SliceStore {
   // A cached copy comes back unhashed (`*address_checked` false): every row's
   // address was checked when it was stored (Put, a peer's reply) or computed
   // from its bytes (PutTrusted).
-  Result<std::string> GetToDecrypt(const SliceId& id, bool* address_checked) override;
-  Result<std::string> ReplaceDamaged(const SliceId& id) override;
+  Result<SharedBlob> GetToDecrypt(const SliceId& id, bool* address_checked) override;
+  Result<SharedBlob> ReplaceDamaged(const SliceId& id) override;
   Result<bool> Contains(const SliceId& id) override;
   Status Remove(const SliceId& id) override;
   Status Flush() override;  // per options.durability

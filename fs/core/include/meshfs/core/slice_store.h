@@ -9,6 +9,7 @@
 // Thread-safety: every implementation is safe for concurrent use.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -16,6 +17,8 @@
 #include "meshfs/core/status.h"
 
 namespace meshfs {
+
+using SharedBlob = std::shared_ptr<const std::string>;
 
 class SliceStore {
  public:
@@ -44,15 +47,17 @@ class SliceStore {
   // its own disk without hashing it again (its address was checked when it
   // was stored there) and then sets `*address_checked` to false; a caller
   // whose authentication of such a copy fails calls ReplaceDamaged.
-  virtual Result<std::string> GetToDecrypt(const SliceId& id, bool* address_checked) {
+  // The blob is shared, not copied, with the store's own users of it (a
+  // cache filling itself with what it fetched).
+  virtual Result<SharedBlob> GetToDecrypt(const SliceId& id, bool* address_checked) {
     *address_checked = true;
-    return Get(id);
+    return Share(Get(id));
   }
 
   // The unchecked copy GetToDecrypt returned failed its authentication: drop
   // it and return a checked copy from elsewhere, or Corruption saying that
   // the local copy is damaged and no good one is reachable.
-  virtual Result<std::string> ReplaceDamaged(const SliceId& id) { return Get(id); }
+  virtual Result<SharedBlob> ReplaceDamaged(const SliceId& id) { return Share(Get(id)); }
 
   // True iff this store holds `id` (without fetching it).
   virtual Result<bool> Contains(const SliceId& id) = 0;
@@ -69,6 +74,12 @@ class SliceStore {
   // store with background work of its own may put it off for a moment.
   // Cheap enough to call on every such operation. Default: ignored.
   virtual void NoteWriteActivity() {}
+
+ protected:
+  static Result<SharedBlob> Share(Result<std::string> blob) {
+    if (!blob.ok()) return blob.status();
+    return std::make_shared<const std::string>(std::move(*blob));
+  }
 };
 
 }  // namespace meshfs
