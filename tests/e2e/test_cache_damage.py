@@ -19,11 +19,11 @@ def damage_every_cached_blob(volume):
     Returns the number of rows changed."""
     db = sqlite3.connect(volume / "cache.db")
     try:
-        rows = db.execute("SELECT rowid, data FROM blobs WHERE length(data) > 64").fetchall()
+        rows = db.execute("SELECT rowid, data FROM blob_data WHERE length(data) > 64").fetchall()
         for rowid, data in rows:
             b = bytearray(data)
             b[len(b) // 2] ^= 0x5A
-            db.execute("UPDATE blobs SET data = ? WHERE rowid = ?", (bytes(b), rowid))
+            db.execute("UPDATE blob_data SET data = ? WHERE rowid = ?", (bytes(b), rowid))
         db.commit()
         return len(rows)
     finally:

@@ -81,6 +81,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)(*store)->Put(id, blob);
       (void)(*store)->Get(id);
       (void)(*store)->Get(meshfs::SliceId::ForBlob("absent"));
+      bool checked = false;
+      (void)(*store)->GetToDecrypt(id, &checked);
+      (void)(*store)->ReplaceDamaged(id);
       (void)(*store)->Remove(id);
       (void)(*store)->ClearUploaded();
     }

@@ -384,7 +384,8 @@ void TamperRow(const fs::path& db_path, const SliceId& id) {
   ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
   sqlite3_busy_timeout(db, 5000);  // the store's own threads may be writing
   sqlite3_stmt* s = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE blobs SET data = x'deadbeef' WHERE id = ?1", -1, &s,
+  ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE blob_data SET data = x'deadbeef' "
+                               "WHERE rowid = (SELECT rowid FROM blobs WHERE id = ?1)", -1, &s,
                                nullptr),
             SQLITE_OK);
   sqlite3_bind_blob(s, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
@@ -392,6 +393,90 @@ void TamperRow(const fs::path& db_path, const SliceId& id) {
   EXPECT_EQ(sqlite3_changes(db), 1);
   sqlite3_finalize(s);
   sqlite3_close(db);
+}
+
+// Runs `sql` on the database at `path` (SQLite's own shell would do the same).
+void ExecSql(const fs::path& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
+      << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+int64_t UserVersion(const fs::path& path) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, nullptr), SQLITE_OK);
+  EXPECT_EQ(sqlite3_step(s), SQLITE_ROW);
+  const int64_t v = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return v;
+}
+
+std::string SqlHex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out = "x'";
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out + "'";
+}
+
+// A cache database of format 1 (the bytes in the blobs row) is upgraded at
+// open: the queued blob is kept and still uploads, the uploaded one is
+// dropped (the peers have it), and the file says format 2.
+TEST_F(CachingStoreTest, UpgradesFormat1KeepingTheQueue) {
+  const CacheOptions o = SmallOptions(dir_.path());
+  const std::string queued = RandomBlob(40000, 730), uploaded = RandomBlob(30000, 731);
+  const SliceId queued_id = SliceId::ForBlob(queued), uploaded_id = SliceId::ForBlob(uploaded);
+  ExecSql(o.db_path,
+          "PRAGMA page_size = 16384; PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL;"
+          "CREATE TABLE blobs(rowid INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE,"
+          " size INTEGER NOT NULL, state INTEGER NOT NULL, last_access INTEGER NOT NULL,"
+          " seq INTEGER NOT NULL, copies INTEGER NOT NULL DEFAULT 0, data BLOB NOT NULL);"
+          "CREATE INDEX blobs_lru ON blobs(state, last_access);"
+          "INSERT INTO blobs VALUES(7, " + SqlHex(queued_id.Raw()) + ", 40000, 0, 1, 5, 0, " +
+              SqlHex(queued) + ");"
+          "INSERT INTO blobs VALUES(8, " + SqlHex(uploaded_id.Raw()) + ", 30000, 1, 2, 6, 3, " +
+              SqlHex(uploaded) + ");"
+          "PRAGMA application_id = 1297303107; PRAGMA user_version = 1;");
+
+  auto cache = OpenCache(o, &faulty_);
+  EXPECT_EQ(UserVersion(o.db_path), 2);
+  const CacheStats st = cache->Stats();
+  EXPECT_EQ(st.cached_slices, 1u);
+  EXPECT_EQ(st.pending_slices, 1u);
+  EXPECT_EQ(st.pending_bytes, 40000u);
+  ASSERT_TRUE(cache->WaitUploaded(5000).ok());
+  EXPECT_EQ(*mem_.Get(queued_id), queued);
+  EXPECT_EQ(*cache->Get(queued_id), queued);
+  EXPECT_FALSE(*cache->Contains(uploaded_id));
+
+  // Reopened: format 2 is taken as it is, nothing queued again.
+  cache.reset();
+  cache = OpenCache(o, &faulty_);
+  EXPECT_EQ(cache->Stats().pending_slices, 0u);
+  EXPECT_EQ(*cache->Get(queued_id), queued);
+}
+
+// A cache database from a newer meshfs is refused with its version, not
+// changed.
+TEST_F(CachingStoreTest, RefusesANewerFormat) {
+  const CacheOptions o = SmallOptions(dir_.path());
+  { auto cache = OpenCache(o, &faulty_); }
+  ExecSql(o.db_path, "PRAGMA user_version = 3");
+  auto cache = CachingStore::Open(o, &faulty_);
+  ASSERT_FALSE(cache.ok());
+  EXPECT_EQ(cache.status().code(), Code::kNotSupported);
+  EXPECT_NE(cache.status().message().find("version 3"), std::string::npos)
+      << cache.status().ToString();
+  EXPECT_EQ(UserVersion(o.db_path), 3);
 }
 
 TEST_F(CachingStoreTest, DamagedCachedBlobIsDetectedAndRefetched) {
