@@ -159,7 +159,10 @@ std::string MountOptionsHelp() {
                       how long the kernel caches attributes/names, also
                       failed lookups (default 3600; the mount is the only
                       writer of its metadata, so the cache cannot go stale)
-  no_writeback_cache  disable the kernel's write-back cache
+  writeback_cache     let the kernel buffer writes (off by default: faster only
+                      for programs making many write(2)s under 4K; see
+                      docs/mount.md)
+  no_writeback_cache  the default
   nosuid, nodev, noexec, noatime, relatime, sync, dirsync, auto_unmount, ...
                       standard options, passed to FUSE
   _netdev, noauto, nofail, user, x-systemd.*, ...

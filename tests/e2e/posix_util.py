@@ -460,15 +460,34 @@ def meshfs_env():
     remove_tree_later(work)
 
 
+@pytest.fixture(scope="module")
+def meshfs_writeback_env():
+    """Like meshfs_env, mounted with -o writeback_cache (the kernel's write-back
+    cache, off by default): the kernel then buffers writes, applies O_APPEND
+    and keeps mtime itself."""
+    require_mount()
+    work = open_tmpdir("meshfs-e2e-wb-")
+    env = MeshfsEnv(work, options=("allow_other", "writeback_cache"))
+    yield env
+    env.close()
+    remove_tree_later(work)
+
+
 @pytest.fixture(params=["plain", "meshfs"])
 def target(request):
     """A fresh empty directory on the plain local disk (the reference) or in
     the module's meshfs mount. Tests are written once and must pass on both."""
-    if request.param == "plain":
+    return make_target(request, request.param)
+
+
+def make_target(request, kind):
+    """`kind`: "plain", "meshfs" or "meshfs-writeback" (see the fixtures)."""
+    if kind == "plain":
         d = open_tmpdir("meshfs-plain-")
         request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
         return Target("plain", d)
-    env = request.getfixturevalue("meshfs_env")
+    env = request.getfixturevalue("meshfs_writeback_env" if kind == "meshfs-writeback"
+                                  else "meshfs_env")
     if env.mount is None:
         env.do_mount()
     d = unique_dir(env.mountpoint)

@@ -1,9 +1,11 @@
 """POSIX conformance of the mount (issue 4, item 3), with exact errnos.
 
-Every test runs twice: against a plain directory on the local disk (the
-reference: it proves the expectations are what Linux really does) and inside
-a real meshfs mount on 3 real peers (volume with 64 KiB slices, so slice
-boundaries are cheap to cross). The meshfs cases are skipped with the reason
+Every test runs three times: against a plain directory on the local disk
+(the reference: it proves the expectations are what Linux really does) and
+inside a real meshfs mount on 3 real peers (volume with 64 KiB slices, so
+slice boundaries are cheap to cross), once as mounted by default and once
+with -o writeback_cache (the kernel buffers writes and handles O_APPEND and
+mtime itself). The meshfs cases are skipped with the reason
 when no working mount can be made (see posix_util.probe_mount);
 MESHFS_REQUIRE_MOUNT=1 makes that a failure.
 """
@@ -17,10 +19,15 @@ import pytest
 
 from posix_util import (AT_SYMLINK_NOFOLLOW, RENAME_EXCHANGE, RENAME_NOREPLACE, SLICE_SIZE,
                         UTIME_NOW, UTIME_OMIT, drop_file_cache, expect_errno, fallocate,
-                        getxattr_raw, listxattr_raw, meshfs_env, renameat2, run_as, target,
-                        utimensat)
+                        getxattr_raw, listxattr_raw, make_target, meshfs_env,
+                        meshfs_writeback_env, renameat2, run_as, utimensat)
 
-assert meshfs_env and target  # fixtures, used by name
+assert meshfs_env and meshfs_writeback_env  # fixtures, used by name
+
+
+@pytest.fixture(params=["plain", "meshfs", "meshfs-writeback"])
+def target(request):
+    return make_target(request, request.param)
 
 NOBODY = 65534
 S = SLICE_SIZE

@@ -40,7 +40,7 @@ struct FuseSettings {
   // default (mount options): the mount is the only writer of its metadata.
   double entry_timeout_s = 1.0;
   double attr_timeout_s = 1.0;
-  bool writeback_cache = true;
+  bool writeback_cache = false;
   bool read_only = false;
   unsigned max_write = 1u << 20;
   unsigned max_threads = 16;
