@@ -301,7 +301,7 @@ Status FileData::Write(uint64_t off, std::string_view data, bool append, uint64_
   return Status::OK();
 }
 
-Status FileData::WriteBackLocked(uint64_t idx) {
+Status FileData::WriteBackLocked(uint64_t idx, bool here) {
   auto it = dirty_.find(idx);
   if (it == dirty_.end()) return Status::OK();
   const std::string& data = it->second.data;
@@ -309,7 +309,7 @@ Status FileData::WriteBackLocked(uint64_t idx) {
     // A slice of zeros is stored as a hole: no slice, reads give zeros.
     extents_.erase(idx);
     inflight_.erase(idx);  // an older write-back of it must not set an extent
-  } else if (pool_ != nullptr) {
+  } else if (pool_ != nullptr && !here) {
     auto shared = std::make_shared<const std::string>(std::move(it->second.data));
     const uint64_t gen = ++gen_;
     inflight_[idx] = InFlight{shared, gen, it->second.seq};
@@ -476,9 +476,12 @@ Status FileData::Flush(bool durable) {
   } else if (!inline_) {
     std::vector<uint64_t> idxs;
     for (const auto& [idx, d] : dirty_) idxs.push_back(idx);
+    // One slice (every small file at close): handing it to a pool thread and
+    // waiting for it only adds two thread switches.
+    const bool here = idxs.size() == 1;
     Status st;
     for (uint64_t idx : idxs) {
-      st = WriteBackLocked(idx);
+      st = WriteBackLocked(idx, here);
       if (!st.ok()) break;
     }
     Status waited = WaitIdleLocked();  // also on error: nothing stays in flight

@@ -202,7 +202,9 @@ class FileData final {
   Result<Dirty*> DirtyFor(uint64_t idx, bool need_base);
   // REQUIRES: mu_ held. Stores slice idx's dirty buffer (asynchronously with
   // a pool) and drops the buffer.
-  Status WriteBackLocked(uint64_t idx);
+  // `here`: encode and store in this thread even with a pool (a flush of a
+  // single slice, which waits for it anyway).
+  Status WriteBackLocked(uint64_t idx, bool here = false);
   // REQUIRES: mu_ held. Applies finished write-backs.
   void ReapLocked();
   // REQUIRES: mu_ held. Waits until no write-back of this file is in flight,
