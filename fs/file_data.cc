@@ -477,7 +477,8 @@ Status FileData::Flush(bool durable) {
     std::vector<uint64_t> idxs;
     for (const auto& [idx, d] : dirty_) idxs.push_back(idx);
     // One slice (every small file at close): handing it to a pool thread and
-    // waiting for it only adds two thread switches.
+    // waiting for it only adds two thread switches. Nothing of this file is
+    // in flight (waited for above), so storing it here cannot race one.
     const bool here = idxs.size() == 1;
     Status st;
     for (uint64_t idx : idxs) {

@@ -447,12 +447,14 @@ TEST_F(CachingStoreTest, UpgradesFormat1KeepingTheQueue) {
               SqlHex(uploaded) + ");"
           "PRAGMA application_id = 1297303107; PRAGMA user_version = 1;");
 
+  faulty_.FailWith(Code::kUnavailable);  // the queue resumes at open: keep it queued
   auto cache = OpenCache(o, &faulty_);
   EXPECT_EQ(UserVersion(o.db_path), 2);
   const CacheStats st = cache->Stats();
   EXPECT_EQ(st.cached_slices, 1u);
   EXPECT_EQ(st.pending_slices, 1u);
   EXPECT_EQ(st.pending_bytes, 40000u);
+  faulty_.FailWith(Code::kOk);
   ASSERT_TRUE(cache->WaitUploaded(5000).ok());
   EXPECT_EQ(*mem_.Get(queued_id), queued);
   EXPECT_EQ(*cache->Get(queued_id), queued);
