@@ -299,9 +299,8 @@ class CachingStore::Impl {
     sqlite3_wal_hook(writer_->handle(), &Impl::WalHook, this);
     reserve_.Ensure();
     // Rebuild counters and the upload queue from the database.
-    MESHFS_ASSIGN_OR_RETURN(
-        sqlite3_stmt * s,
-        writer_->Prepare("SELECT id, size, state, seq, copies FROM blobs"));
+    MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                            writer_->Prepare("SELECT id, size, state, seq, copies FROM blobs"));
     StmtReset reset(s);
     int rc;
     std::vector<std::pair<uint64_t, SliceId>> queue;
@@ -459,8 +458,8 @@ class CachingStore::Impl {
 
   void NoteDamaged(const SliceId& id, std::string_view how) {
     corrupt_cached_.fetch_add(1, std::memory_order_relaxed);
-    LogError(kComponent, "cached copy of slice " + id.ToHex() + " is damaged (" +
-                             std::string(how) + "); fetching it from the peers");
+    LogError(kComponent, "cached copy of slice " + id.ToHex() + " is damaged (" + std::string(how) +
+                             "); fetching it from the peers");
   }
 
   // From the peers; `damaged`: the cached copy is bad, replaced by the

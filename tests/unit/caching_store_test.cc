@@ -384,9 +384,10 @@ void TamperRow(const fs::path& db_path, const SliceId& id) {
   ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
   sqlite3_busy_timeout(db, 5000);  // the store's own threads may be writing
   sqlite3_stmt* s = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE blob_data SET data = x'deadbeef' "
-                               "WHERE rowid = (SELECT rowid FROM blobs WHERE id = ?1)", -1, &s,
-                               nullptr),
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "UPDATE blob_data SET data = x'deadbeef' "
+                               "WHERE rowid = (SELECT rowid FROM blobs WHERE id = ?1)",
+                               -1, &s, nullptr),
             SQLITE_OK);
   sqlite3_bind_blob(s, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
   EXPECT_EQ(sqlite3_step(s), SQLITE_DONE);
@@ -400,8 +401,7 @@ void ExecSql(const fs::path& path, const std::string& sql) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   char* err = nullptr;
-  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
-      << (err ? err : "");
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
   sqlite3_free(err);
   sqlite3_close(db);
 }
@@ -441,11 +441,13 @@ TEST_F(CachingStoreTest, UpgradesFormat1KeepingTheQueue) {
           " size INTEGER NOT NULL, state INTEGER NOT NULL, last_access INTEGER NOT NULL,"
           " seq INTEGER NOT NULL, copies INTEGER NOT NULL DEFAULT 0, data BLOB NOT NULL);"
           "CREATE INDEX blobs_lru ON blobs(state, last_access);"
-          "INSERT INTO blobs VALUES(7, " + SqlHex(queued_id.Raw()) + ", 40000, 0, 1, 5, 0, " +
-              SqlHex(queued) + ");"
-          "INSERT INTO blobs VALUES(8, " + SqlHex(uploaded_id.Raw()) + ", 30000, 1, 2, 6, 3, " +
-              SqlHex(uploaded) + ");"
-          "PRAGMA application_id = 1297303107; PRAGMA user_version = 1;");
+          "INSERT INTO blobs VALUES(7, " +
+              SqlHex(queued_id.Raw()) + ", 40000, 0, 1, 5, 0, " + SqlHex(queued) +
+              ");"
+              "INSERT INTO blobs VALUES(8, " +
+              SqlHex(uploaded_id.Raw()) + ", 30000, 1, 2, 6, 3, " + SqlHex(uploaded) +
+              ");"
+              "PRAGMA application_id = 1297303107; PRAGMA user_version = 1;");
 
   faulty_.FailWith(Code::kUnavailable);  // the queue resumes at open: keep it queued
   auto cache = OpenCache(o, &faulty_);

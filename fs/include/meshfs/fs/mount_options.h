@@ -29,7 +29,7 @@ struct MountOptions {
   // the kernel may keep attributes and names (also negative ones) long.
   double attr_timeout_s = kDefaultCacheTimeoutS;   // attr_timeout=SECONDS
   double entry_timeout_s = kDefaultCacheTimeoutS;  // entry_timeout=SECONDS
-  bool writeback_cache = false;            // writeback_cache / no_writeback_cache
+  bool writeback_cache = false;                    // writeback_cache / no_writeback_cache
   // Options for libfuse (allow_other, ro, default_permissions, and the
   // standard ones given by the user: nosuid, nodev, noexec, noatime, ...).
   std::vector<std::string> fuse_options;
