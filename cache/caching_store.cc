@@ -159,8 +159,7 @@ int64_t NowMs() {
       .count();
 }
 
-// Opens the database, checks magic and version, creates the schema.
-// One transaction: a crash leaves format 1 as it was.
+// Format 1 -> 2, in one transaction: a crash leaves format 1 as it was.
 Status UpgradeFrom1(SqliteDb& db, const std::filesystem::path& path) {
   MESHFS_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
   Status s = db.Exec(kUpgradeFrom1);
@@ -176,6 +175,8 @@ Status UpgradeFrom1(SqliteDb& db, const std::filesystem::path& path) {
   return Status::OK();
 }
 
+// Opens the database, checks magic and version, creates the schema (or
+// upgrades format 1).
 Result<std::unique_ptr<SqliteDb>> OpenCacheDb(const std::filesystem::path& path, bool create) {
   MESHFS_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(path, create));
   auto int_query = [&](const char* sql) -> Result<int64_t> {

@@ -448,16 +448,22 @@ def open_tmpdir(prefix):
     return d
 
 
+def module_env(prefix, options):
+    """A MeshfsEnv in a new /tmp directory for a module-scoped fixture to
+    yield; closed and removed when the fixture ends."""
+    require_mount()
+    work = open_tmpdir(prefix)
+    env = MeshfsEnv(work, options=options)
+    yield env
+    env.close()
+    remove_tree_later(work)
+
+
 @pytest.fixture(scope="module")
 def meshfs_env():
     """One 3-peer cluster + volume (64 KiB slices) + mount (allow_other, so the
     non-root cases reach it) for a whole module."""
-    require_mount()
-    work = open_tmpdir("meshfs-e2e-")
-    env = MeshfsEnv(work, options=("allow_other",))
-    yield env
-    env.close()
-    remove_tree_later(work)
+    yield from module_env("meshfs-e2e-", ("allow_other",))
 
 
 @pytest.fixture(scope="module")
@@ -465,12 +471,7 @@ def meshfs_writeback_env():
     """Like meshfs_env, mounted with -o writeback_cache (the kernel's write-back
     cache, off by default): the kernel then buffers writes, applies O_APPEND
     and keeps mtime itself."""
-    require_mount()
-    work = open_tmpdir("meshfs-e2e-wb-")
-    env = MeshfsEnv(work, options=("allow_other", "writeback_cache"))
-    yield env
-    env.close()
-    remove_tree_later(work)
+    yield from module_env("meshfs-e2e-wb-", ("allow_other", "writeback_cache"))
 
 
 @pytest.fixture(params=["plain", "meshfs"])
