@@ -2,17 +2,21 @@
 #include "http_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <thread>
+#include <vector>
 
 #include "meshfs/core/log.h"
 
@@ -20,6 +24,64 @@ namespace meshfs::net {
 namespace {
 
 constexpr size_t kConnectionMemory = 256 * 1024;
+
+// Per TCP connection (MHD's socket context): the files of responses sent
+// with ServerResponse::drop_pages_after whose pages are still to be dropped.
+// Not when the response is sent: sendfile(2) hands the socket references to
+// the page-cache pages, and the kernel keeps a page that is referenced.
+// When the client sends its next request it has read the body, but the
+// kernel can free the socket's buffers a little later (within 2 ms in most
+// tries here, in an idle moment up to half a second), so a file whose last
+// page is still cached after the drop is tried again at the next requests,
+// for up to kDropForMs, and at the close.
+struct Socket {
+  static constexpr int64_t kDropForMs = 2000;
+  static constexpr size_t kMaxPending = 16;
+  struct Pending {
+    int fd;
+    off_t size;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::vector<Pending> pending;
+
+  void Add(int fd, off_t size) {
+    if (pending.size() >= kMaxPending) {
+      ::close(pending.front().fd);
+      pending.erase(pending.begin());
+    }
+    pending.push_back(
+        {fd, size, std::chrono::steady_clock::now() + std::chrono::milliseconds(kDropForMs)});
+  }
+
+  // Tries to drop every pending file's pages; `last`: gives up on the rest.
+  void DropPages(bool last) {
+    const auto now = std::chrono::steady_clock::now();
+    size_t kept = 0;
+    for (Pending& p : pending) {
+      (void)::posix_fadvise(p.fd, 0, 0, POSIX_FADV_DONTNEED);  // a hint only
+      if (!last && now < p.until && StillCached(p)) {
+        pending[kept++] = p;
+      } else {
+        ::close(p.fd);
+      }
+    }
+    pending.resize(kept);
+  }
+
+  // Whether the file's last page is in the page cache (a read that must
+  // not wait for the disk succeeds).
+  static bool StillCached(const Pending& p) {
+    char c;
+    iovec v{&c, 1};
+    return p.size > 0 && ::preadv2(p.fd, &v, 1, p.size - 1, RWF_NOWAIT) == 1;
+  }
+};
+
+Socket* SocketOf(MHD_Connection* connection) {
+  const MHD_ConnectionInfo* info =
+      MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return info == nullptr ? nullptr : static_cast<Socket*>(info->socket_context);
+}
 
 }  // namespace
 
@@ -46,6 +108,10 @@ struct HttpServerCallbacks {
                           ServerResponse& resp) {
     MHD_Response* r = nullptr;
     if (resp.fd >= 0) {
+      if (Socket* socket = resp.drop_pages_after ? SocketOf(connection) : nullptr) {
+        const int fd = ::fcntl(resp.fd, F_DUPFD_CLOEXEC, 0);  // MHD closes resp.fd
+        if (fd >= 0) socket->Add(fd, static_cast<off_t>(resp.fd_size));
+      }
       r = MHD_create_response_from_fd64(resp.fd_size, resp.fd);
       conn->response_bytes = resp.fd_size;
       if (r == nullptr) ::close(resp.fd);
@@ -70,6 +136,8 @@ struct HttpServerCallbacks {
     auto* conn = static_cast<HttpServer::Conn*>(*con_cls);
     try {
       if (conn == nullptr) {
+        // The client read the previous response before sending this request.
+        if (Socket* socket = SocketOf(connection)) socket->DropPages(/*last=*/false);
         conn = new HttpServer::Conn();
         *con_cls = conn;
         server->in_flight_.fetch_add(1);
@@ -157,6 +225,18 @@ struct HttpServerCallbacks {
     server->in_flight_.fetch_sub(1);
   }
 
+  static void ConnectionEvent(void*, MHD_Connection*, void** socket_context,
+                              MHD_ConnectionNotificationCode code) {
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+      *socket_context = new (std::nothrow) Socket();
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+      auto* socket = static_cast<Socket*>(*socket_context);
+      *socket_context = nullptr;
+      if (socket != nullptr) socket->DropPages(/*last=*/true);
+      delete socket;
+    }
+  }
+
   static void Logger(void*, const char* fmt, va_list ap) {
     char buf[512];
     std::vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -197,6 +277,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(Options options, Handler h
       flags, server->options_.listen.port, nullptr, nullptr, &HttpServerCallbacks::Access,
       server.get(), MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&addr),
       MHD_OPTION_NOTIFY_COMPLETED, &HttpServerCallbacks::Completed, server.get(),
+      MHD_OPTION_NOTIFY_CONNECTION, &HttpServerCallbacks::ConnectionEvent, nullptr,
       MHD_OPTION_CONNECTION_LIMIT, server->options_.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
       server->options_.idle_timeout_s,
       // A slice body arrives in reads of up to ~200 KiB, not in thousands

@@ -41,6 +41,9 @@ struct ServerResponse {
   std::string body;
   int fd = -1;  // if >= 0: the body is this file's first fd_size bytes (closed after)
   uint64_t fd_size = 0;
+  // With fd: drop the file's pages from the page cache once the client has
+  // read the body (POSIX_FADV_DONTNEED at its next request or at close).
+  bool drop_pages_after = false;
   std::map<std::string, std::string> headers;
 
   static ServerResponse Text(int status, std::string text) {

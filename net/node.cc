@@ -341,6 +341,9 @@ class Node::Impl {
     resp.content_type = "application/octet-stream";
     resp.fd = f->fd;
     resp.fd_size = f->size;
+    // A served slice leaves the page cache, as a stored one does: the
+    // client caches what it reads, and the next GET reuses the memory.
+    resp.drop_pages_after = true;
     return resp;
   }
 

@@ -1,16 +1,15 @@
 #include "meshfs/net/disk_store.h"
 
 #include <gtest/gtest.h>
-#include <linux/magic.h>
 #include <sodium.h>
-#include <sys/mman.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <thread>
 #include <vector>
+
+#include "testing/page_cache.h"
 
 namespace meshfs::net {
 namespace {
@@ -92,28 +91,16 @@ TEST_F(DiskStoreTest, WrongHashTooLargeBadOwnerStoreNothing) {
 // A stored blob is on disk and out of the page cache: Put drops the pages
 // it wrote once they are synced.
 TEST_F(DiskStoreTest, StoredBlobLeavesThePageCache) {
-  struct statfs fs_info;
-  ASSERT_EQ(::statfs(dir_.c_str(), &fs_info), 0);
-  if (fs_info.f_type == TMPFS_MAGIC) GTEST_SKIP() << dir_ << " is tmpfs: its pages are the storage";
+  if (testing::OnTmpfs(dir_)) GTEST_SKIP() << dir_ << " is tmpfs: its pages are the storage";
   auto store = Open();
   ASSERT_NE(store, nullptr);
   const std::string blob = Blob(1 << 20, 'p');
   const SliceId id = SliceId::ForBlob(blob);
   ASSERT_TRUE(*store->Put(id, blob, owner_a_));
 
-  auto f = store->OpenBlob(id);
-  ASSERT_TRUE(f.ok()) << f.status().ToString();
-  ASSERT_EQ(f->size, blob.size());
-  void* map = ::mmap(nullptr, f->size, PROT_READ, MAP_SHARED, f->fd, 0);
-  ASSERT_NE(map, MAP_FAILED);
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  std::vector<unsigned char> resident((f->size + page - 1) / page);
-  ASSERT_EQ(::mincore(map, f->size, resident.data()), 0);
-  size_t cached = 0;
-  for (unsigned char r : resident) cached += r & 1;
-  ::munmap(map, f->size);
-  ::close(f->fd);
-  EXPECT_LT(cached, resident.size() / 8) << cached << " of " << resident.size() << " pages cached";
+  const testing::Residency r = testing::ResidentPages(store->BlobPath(id));
+  ASSERT_EQ(r.pages, blob.size() / static_cast<size_t>(::sysconf(_SC_PAGESIZE)));
+  EXPECT_LT(r.cached, r.pages / 8) << r.cached << " of " << r.pages << " pages cached";
   // Still all there.
   auto got = store->Get(id);
   ASSERT_TRUE(got.ok()) << got.status().ToString();

@@ -9,10 +9,13 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <thread>
 
 #include "meshfs/core/root_record.h"
 #include "meshfs/core/signed_request.h"
 #include "meshfs/net/peer_client.h"
+#include "testing/page_cache.h"
 
 namespace meshfs::net {
 namespace {
@@ -77,6 +80,47 @@ TEST_F(NodeTest, PutGetHasThroughPeerClient) {
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
   EXPECT_TRUE(client_.GetSlice(Addr(n), missing).status().Is(Code::kNotFound));
+}
+
+// A slice a peer served leaves its page cache, as a stored one does: the
+// client caches what it reads, and the next GET reuses the memory.
+TEST_F(NodeTest, ServedSliceLeavesThePageCache) {
+  Node* n = StartNode();
+  ASSERT_NE(n, nullptr);
+  if (testing::OnTmpfs(dirs_.back())) GTEST_SKIP() << dirs_.back() << " is tmpfs";
+  const std::string blob = Blob(1 << 20, 'r');
+  const SliceId id = SliceId::ForBlob(blob);
+  ASSERT_TRUE(client_.PutSlice(Addr(n), id, blob, std::string(64, 'a')).ok());
+  const std::string hex = id.ToHex();
+  const std::string path = dirs_.back() + "/slices/" + hex.substr(0, 2) + "/" + hex;
+  {
+    // Read it into the page cache first, as a GET without the drop leaves it.
+    std::ifstream in(path, std::ios::binary);
+    std::string back((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_EQ(back, blob);
+  }
+  const testing::Residency before = testing::ResidentPages(path);
+  ASSERT_EQ(before.pages, blob.size() / static_cast<size_t>(::sysconf(_SC_PAGESIZE)));
+  ASSERT_GT(before.cached, before.pages / 2);
+
+  auto got = client_.GetSlice(Addr(n), id);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, blob);
+  // The pages are dropped once the client has read them and the kernel has
+  // freed the socket's buffers: tried at each next request on the
+  // connection for 2 s.
+  testing::Residency after;
+  for (int i = 0; i < 15; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(i == 0 ? 2 : 100));
+    ASSERT_TRUE(client_.HasSlices(Addr(n), {id}).ok());
+    after = testing::ResidentPages(path);
+    if (after.cached < after.pages / 8) break;
+  }
+  EXPECT_LT(after.cached, after.pages / 8) << after.cached << " of " << after.pages << " cached";
+  // Still served, from the disk.
+  auto again = client_.GetSlice(Addr(n), id);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(*again, blob);
 }
 
 // A second node on a port in use fails to start with a clear error instead

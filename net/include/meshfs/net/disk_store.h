@@ -76,6 +76,8 @@ class DiskStore final {
   Result<std::string> Get(const SliceId& id);
   Result<BlobFile> OpenBlob(const SliceId& id);
   bool Contains(const SliceId& id) const;
+  // Where the blob `id` is (or would be) stored: DIR/slices/XY/<hex>.
+  std::string BlobPath(const SliceId& id) const;
 
   // Drops `owner`'s reference to `id`; removes the blob when no reference
   // is left. Returns true if the blob was removed. NotFound if `owner` held
@@ -99,7 +101,6 @@ class DiskStore final {
  private:
   explicit DiskStore(Options options);
   Status Init();
-  std::string BlobPath(const SliceId& id) const;
   Status Exec(const char* sql);                              // REQUIRES: mu_ held (or during Init)
   Status AddRef(const SliceId& id, std::string_view owner);  // REQUIRES: mu_ held
 
