@@ -87,9 +87,6 @@ constexpr int64_t kWalFlushStepBytes = 16 << 20;
 constexpr uint64_t kHandoffMaxBytes = 32ull << 20;
 // Blobs fetched from the peers wait for the cache filler up to this many bytes.
 constexpr uint64_t kFillMaxBytes = 16ull << 20;
-// The database file's pages are dropped from the page cache every this many
-// bytes of blobs read from it (Impl::DropReadPages).
-constexpr int64_t kDropReadPagesBytes = 32 << 20;
 constexpr const char* kComponent = "cache";
 // A file of this size beside the database is given back when the disk is
 // full, so that uploads can still be recorded and the queue can drain.
@@ -283,15 +280,11 @@ class CachingStore::Impl {
         reporter_(dynamic_cast<ReplicaReporter*>(remote)),
         clock_(clock) {}
 
-  ~Impl() {
-    Stop();
-    if (db_fd_ >= 0) ::close(db_fd_);
-  }
+  ~Impl() { Stop(); }
 
   Status Init() {
     MESHFS_ASSIGN_OR_RETURN(writer_, OpenCacheDb(options_.db_path, /*create=*/true));
     MESHFS_ASSIGN_OR_RETURN(checkpointer_db_, OpenCacheDb(options_.db_path, /*create=*/false));
-    db_fd_ = ::open(options_.db_path.c_str(), O_RDONLY | O_CLOEXEC);  // -1: no drops, see DropReadPages
     {
       MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * ps, writer_->Prepare("PRAGMA page_size"));
       StmtReset reset(ps);
@@ -674,26 +667,7 @@ class CachingStore::Impl {
     }
     sqlite3_blob_close(h);
     if (rc != SQLITE_OK) return lease->Error(rc, "reading a slice");
-    DropReadPages(size);
     return out;
-  }
-
-  // Drops the database file's pages from the page cache once blobs of
-  // kDropReadPagesBytes have been read from it since the last time. What a
-  // read returns is decrypted into the kernel's page cache of the mounted
-  // file; keeping the encrypted pages as well doubled the memory a large
-  // read takes, and memory the VM has not touched for a while is expensive
-  // to take (a warm read of 1 GiB: 1.11-1.25 s before, 0.92-0.96 s with the
-  // drop). The few b-tree pages dropped with them are read again from the
-  // disk. Pages not yet written back stay (POSIX_FADV_DONTNEED only drops
-  // clean pages).
-  void DropReadPages(int64_t bytes) {
-    if (db_fd_ < 0 ||
-        read_since_drop_.fetch_add(bytes, std::memory_order_relaxed) + bytes < kDropReadPagesBytes) {
-      return;
-    }
-    read_since_drop_.store(0, std::memory_order_relaxed);
-    (void)::posix_fadvise(db_fd_, 0, 0, POSIX_FADV_DONTNEED);  // a hint only
   }
 
   void Touch(const SliceId& id) {
@@ -1359,8 +1333,6 @@ class CachingStore::Impl {
   std::atomic<int64_t> wal_flushed_bytes_{0};    // writeback started up to here
   std::atomic<int64_t> queued_since_writeback_{0};  // bytes of queued blobs
   int wal_fd_ = -1;                              // the checkpointer's, for writeback
-  int db_fd_ = -1;                               // the database file, for DropReadPages
-  std::atomic<int64_t> read_since_drop_{0};      // blob bytes read since the last drop
   std::atomic<bool> checkpointer_poked_{false};
   std::condition_variable checkpoint_cv_;  // with mu_
   std::thread checkpointer_;

@@ -17,7 +17,6 @@
 
 #include "meshfs/core/replica_reporter.h"
 #include "testing/memory_store.h"
-#include "testing/page_cache.h"
 #include "testing/slice_store_contract.h"
 #include "testing/temp_dir.h"
 
@@ -559,45 +558,6 @@ TEST_F(CachingStoreTest, GetToDecryptLeavesCachedCopiesToTheCallersCheck) {
   EXPECT_TRUE(*cache->Contains(lonely_id));
   faulty_.FailWith(Code::kOk);
   EXPECT_EQ(**cache->ReplaceDamaged(lonely_id), lonely);
-}
-
-// Large reads drop the database file's pages from the page cache as they
-// go (every 32 MiB of blobs read): the mount keeps what it read, decrypted,
-// in the kernel's page cache of the file, and a second, encrypted copy only
-// took memory.
-TEST_F(CachingStoreTest, LargeReadsDropTheFilesPagesFromThePageCache) {
-  if (testing::OnTmpfs(dir_.path().string())) GTEST_SKIP() << "tmpfs: its pages are the storage";
-  const CacheOptions o = SmallOptions(dir_.path());
-  constexpr int kBlobs = 48;
-  std::vector<SliceId> ids;
-  {
-    auto cache = OpenCache(o, &mem_);
-    ASSERT_NE(cache, nullptr);
-    for (int i = 0; i < kBlobs; ++i) {
-      const std::string blob = RandomBlob(1 << 20, 900 + i);
-      ids.push_back(SliceId::ForBlob(blob));
-      ASSERT_TRUE(cache->Put(ids.back(), blob).ok());
-    }
-    ASSERT_TRUE(cache->WaitUploaded(10000).ok());
-  }  // closed: the WAL is copied into the database file
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  const size_t mib_pages = (1 << 20) / page;
-  const testing::Residency before = testing::ResidentPages(o.db_path.string());
-  ASSERT_GE(before.pages, kBlobs * mib_pages);
-  ASSERT_GE(before.cached, (kBlobs - 8) * mib_pages) << "the written pages should still be cached";
-
-  auto cache = OpenCache(o, &mem_);
-  ASSERT_NE(cache, nullptr);
-  for (int i = 0; i < kBlobs; ++i) {
-    bool checked = true;
-    auto got = cache->GetToDecrypt(ids[i], &checked);
-    ASSERT_TRUE(got.ok()) << got.status().ToString();
-    EXPECT_EQ((*got)->size(), size_t{1} << 20);
-    EXPECT_FALSE(checked);  // from the cache, not the peers
-  }
-  // Dropped after 32 MiB; what was read since (16 MiB) may still be cached.
-  const testing::Residency after = testing::ResidentPages(o.db_path.string());
-  EXPECT_LT(after.cached, 24 * mib_pages) << after.cached << " of " << after.pages << " cached";
 }
 
 // PutTrusted (a blob the codec just made) skips the address check on the way
