@@ -49,8 +49,12 @@ struct Socket {
       ::close(pending.front().fd);
       pending.erase(pending.begin());
     }
-    pending.push_back(
-        {fd, size, std::chrono::steady_clock::now() + std::chrono::milliseconds(kDropForMs)});
+    try {
+      pending.push_back(
+          {fd, size, std::chrono::steady_clock::now() + std::chrono::milliseconds(kDropForMs)});
+    } catch (const std::bad_alloc&) {
+      ::close(fd);  // the pages stay cached, nothing else is lost
+    }
   }
 
   // Tries to drop every pending file's pages; `last`: gives up on the rest.
