@@ -191,10 +191,11 @@ Result<std::unique_ptr<SqliteDb>> OpenCacheDb(const std::filesystem::path& path,
   MESHFS_ASSIGN_OR_RETURN(int64_t tables, int_query("SELECT count(*) FROM sqlite_master"));
   if (app_id == 0 && version == 0 && tables == 0) {
     // A new database: page size and vacuum mode must be set before any table.
-    // Large pages: a 1 MiB blob is 64 overflow pages instead of 256, so
-    // storing and reading one costs a few system calls, not hundreds.
+    // Large pages: a 1 MiB blob is 32 overflow pages (256 at SQLite's default
+    // 4 KiB), each one WAL frame, one `pread`, one checkpoint copy; larger
+    // pages cost small blobs more (docs/architecture.md, "Page size").
     MESHFS_RETURN_IF_ERROR(
-        db->Exec("PRAGMA page_size = 16384; PRAGMA auto_vacuum = INCREMENTAL"));
+        db->Exec("PRAGMA page_size = 32768; PRAGMA auto_vacuum = INCREMENTAL"));
     MESHFS_RETURN_IF_ERROR(db->Exec("PRAGMA journal_mode = WAL"));
     MESHFS_RETURN_IF_ERROR(db->Exec("BEGIN IMMEDIATE"));
     Status s = db->Exec(kSchema);

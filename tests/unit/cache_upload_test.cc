@@ -85,7 +85,7 @@ TEST(CacheUpload, MarkingUploadedDoesNotRewriteTheBlob) {
     EXPECT_TRUE(on_remote.ok() && *on_remote);
   }
 
-  // A rewritten 1 MiB row (16 KiB pages) allocates 64 new pages and frees
+  // A rewritten 1 MiB row (32 KiB pages) allocates 32 new pages and frees
   // the old ones; an in-place mark touches the row's first page only.
   const PageCounts after = ReadPageCounts(o.db_path);
   EXPECT_LT(after.pages - before.pages, 16) << "the database grew while marking uploads";

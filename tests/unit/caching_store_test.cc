@@ -406,17 +406,21 @@ void ExecSql(const fs::path& path, const std::string& sql) {
   sqlite3_close(db);
 }
 
-int64_t UserVersion(const fs::path& path) {
+// The value of `PRAGMA <name>` in the database at `path`.
+int64_t IntPragma(const fs::path& path, const std::string& name) {
   sqlite3* db = nullptr;
   EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   sqlite3_stmt* s = nullptr;
-  EXPECT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, nullptr), SQLITE_OK);
+  const std::string sql = "PRAGMA " + name;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr), SQLITE_OK);
   EXPECT_EQ(sqlite3_step(s), SQLITE_ROW);
   const int64_t v = sqlite3_column_int64(s, 0);
   sqlite3_finalize(s);
   sqlite3_close(db);
   return v;
 }
+
+int64_t UserVersion(const fs::path& path) { return IntPragma(path, "user_version"); }
 
 std::string SqlHex(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -426,6 +430,19 @@ std::string SqlHex(std::string_view bytes) {
     out.push_back(kDigits[c & 15]);
   }
   return out + "'";
+}
+
+// A new cache database uses 32 KiB pages: a 1 MiB blob is 32 overflow
+// pages, and reading it back 32 `pread`s.
+TEST_F(CachingStoreTest, NewDatabaseUsesLargePages) {
+  const CacheOptions o = SmallOptions(dir_.path());
+  auto cache = OpenCache(o, &mem_);
+  const std::string blob = RandomBlob(1 << 20, 740);
+  const SliceId id = SliceId::ForBlob(blob);
+  ASSERT_TRUE(cache->Put(id, blob).ok());
+  EXPECT_EQ(*cache->Get(id), blob);
+  cache.reset();
+  EXPECT_EQ(IntPragma(o.db_path, "page_size"), 32768);
 }
 
 // A cache database of format 1 (the bytes in the blobs row) is upgraded at
@@ -452,6 +469,7 @@ TEST_F(CachingStoreTest, UpgradesFormat1KeepingTheQueue) {
   faulty_.FailWith(Code::kUnavailable);  // the queue resumes at open: keep it queued
   auto cache = OpenCache(o, &faulty_);
   EXPECT_EQ(UserVersion(o.db_path), 2);
+  EXPECT_EQ(IntPragma(o.db_path, "page_size"), 16384);  // an existing file keeps its pages
   const CacheStats st = cache->Stats();
   EXPECT_EQ(st.cached_slices, 1u);
   EXPECT_EQ(st.pending_slices, 1u);
