@@ -194,8 +194,7 @@ Result<std::unique_ptr<SqliteDb>> OpenCacheDb(const std::filesystem::path& path,
     // Large pages: a 1 MiB blob is 32 overflow pages (256 at SQLite's default
     // 4 KiB), each one WAL frame, one `pread`, one checkpoint copy; larger
     // pages cost small blobs more (docs/architecture.md, "Page size").
-    MESHFS_RETURN_IF_ERROR(
-        db->Exec("PRAGMA page_size = 32768; PRAGMA auto_vacuum = INCREMENTAL"));
+    MESHFS_RETURN_IF_ERROR(db->Exec("PRAGMA page_size = 32768; PRAGMA auto_vacuum = INCREMENTAL"));
     MESHFS_RETURN_IF_ERROR(db->Exec("PRAGMA journal_mode = WAL"));
     MESHFS_RETURN_IF_ERROR(db->Exec("BEGIN IMMEDIATE"));
     Status s = db->Exec(kSchema);
