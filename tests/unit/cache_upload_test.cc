@@ -11,11 +11,13 @@
 
 #include "meshfs/cache/caching_store.h"
 #include "testing/memory_store.h"
+#include "testing/sqlite_pragma.h"
 #include "testing/temp_dir.h"
 
 namespace meshfs::cache {
 namespace {
 
+using meshfs::testing::IntPragma;
 using meshfs::testing::MemoryStore;
 using meshfs::testing::TempDir;
 
@@ -34,25 +36,7 @@ struct PageCounts {
 };
 
 PageCounts ReadPageCounts(const std::filesystem::path& path) {
-  PageCounts out;
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(db);
-    return out;
-  }
-  auto query = [&](const char* sql) -> int64_t {
-    sqlite3_stmt* s = nullptr;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
-      v = sqlite3_column_int64(s, 0);
-    }
-    sqlite3_finalize(s);
-    return v;
-  };
-  out.pages = query("PRAGMA page_count");
-  out.free = query("PRAGMA freelist_count");
-  sqlite3_close(db);
-  return out;
+  return {IntPragma(path, "page_count"), IntPragma(path, "freelist_count")};
 }
 
 TEST(CacheUpload, MarkingUploadedDoesNotRewriteTheBlob) {

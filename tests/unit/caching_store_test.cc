@@ -18,6 +18,7 @@
 #include "meshfs/core/replica_reporter.h"
 #include "testing/memory_store.h"
 #include "testing/slice_store_contract.h"
+#include "testing/sqlite_pragma.h"
 #include "testing/temp_dir.h"
 
 namespace meshfs::cache {
@@ -25,6 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using meshfs::testing::FaultyStore;
+using meshfs::testing::IntPragma;
 using meshfs::testing::MemoryStore;
 using meshfs::testing::RandomBlob;
 using meshfs::testing::TempDir;
@@ -406,22 +408,6 @@ void ExecSql(const fs::path& path, const std::string& sql) {
   sqlite3_close(db);
 }
 
-// The value of `PRAGMA <name>` in the database at `path`.
-int64_t IntPragma(const fs::path& path, const std::string& name) {
-  sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  sqlite3_stmt* s = nullptr;
-  const std::string sql = "PRAGMA " + name;
-  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr), SQLITE_OK);
-  EXPECT_EQ(sqlite3_step(s), SQLITE_ROW);
-  const int64_t v = sqlite3_column_int64(s, 0);
-  sqlite3_finalize(s);
-  sqlite3_close(db);
-  return v;
-}
-
-int64_t UserVersion(const fs::path& path) { return IntPragma(path, "user_version"); }
-
 std::string SqlHex(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out = "x'";
@@ -468,7 +454,7 @@ TEST_F(CachingStoreTest, UpgradesFormat1KeepingTheQueue) {
 
   faulty_.FailWith(Code::kUnavailable);  // the queue resumes at open: keep it queued
   auto cache = OpenCache(o, &faulty_);
-  EXPECT_EQ(UserVersion(o.db_path), 2);
+  EXPECT_EQ(IntPragma(o.db_path, "user_version"), 2);
   EXPECT_EQ(IntPragma(o.db_path, "page_size"), 16384);  // an existing file keeps its pages
   const CacheStats st = cache->Stats();
   EXPECT_EQ(st.cached_slices, 1u);
@@ -498,7 +484,7 @@ TEST_F(CachingStoreTest, RefusesANewerFormat) {
   EXPECT_EQ(cache.status().code(), Code::kNotSupported);
   EXPECT_NE(cache.status().message().find("version 3"), std::string::npos)
       << cache.status().ToString();
-  EXPECT_EQ(UserVersion(o.db_path), 3);
+  EXPECT_EQ(IntPragma(o.db_path, "user_version"), 3);
 }
 
 TEST_F(CachingStoreTest, DamagedCachedBlobIsDetectedAndRefetched) {
