@@ -10,13 +10,14 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <new>
 #include <thread>
-#include <vector>
 
 #include "meshfs/core/log.h"
 
@@ -42,26 +43,26 @@ struct Socket {
     off_t size;
     std::chrono::steady_clock::time_point until;
   };
-  std::vector<Pending> pending;
+  // Fixed storage: recording a file never allocates, so it cannot fail.
+  std::array<Pending, kMaxPending> pending;
+  size_t count = 0;
 
   void Add(int fd, off_t size) {
-    if (pending.size() >= kMaxPending) {
-      ::close(pending.front().fd);
-      pending.erase(pending.begin());
+    if (count == kMaxPending) {  // the oldest gives way
+      ::close(pending[0].fd);
+      std::move(pending.begin() + 1, pending.end(), pending.begin());
+      --count;
     }
-    try {
-      pending.push_back(
-          {fd, size, std::chrono::steady_clock::now() + std::chrono::milliseconds(kDropForMs)});
-    } catch (const std::bad_alloc&) {
-      ::close(fd);  // the pages stay cached, nothing else is lost
-    }
+    pending[count++] = {fd, size,
+                        std::chrono::steady_clock::now() + std::chrono::milliseconds(kDropForMs)};
   }
 
   // Tries to drop every pending file's pages; `last`: gives up on the rest.
   void DropPages(bool last) {
     const auto now = std::chrono::steady_clock::now();
     size_t kept = 0;
-    for (Pending& p : pending) {
+    for (size_t i = 0; i < count; ++i) {
+      const Pending& p = pending[i];
       (void)::posix_fadvise(p.fd, 0, 0, POSIX_FADV_DONTNEED);  // a hint only
       if (!last && now < p.until && StillCached(p)) {
         pending[kept++] = p;
@@ -69,7 +70,7 @@ struct Socket {
         ::close(p.fd);
       }
     }
-    pending.resize(kept);
+    count = kept;
   }
 
   // Whether the file's last page is in the page cache (a read that must

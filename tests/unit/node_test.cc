@@ -82,6 +82,18 @@ TEST_F(NodeTest, PutGetHasThroughPeerClient) {
   EXPECT_TRUE(client_.GetSlice(Addr(n), missing).status().Is(Code::kNotFound));
 }
 
+// How many of this process's descriptors are open on the file at `path`
+// (the node under test runs in this process).
+size_t OpenDescriptorsOf(const std::string& path) {
+  size_t n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    std::error_code link_ec;
+    if (std::filesystem::read_symlink(e.path(), link_ec) == path) ++n;
+  }
+  return n;
+}
+
 // A slice a peer served leaves its page cache, as a stored one does: the
 // client caches what it reads, and the next GET reuses the memory.
 TEST_F(NodeTest, ServedSliceLeavesThePageCache) {
@@ -117,6 +129,15 @@ TEST_F(NodeTest, ServedSliceLeavesThePageCache) {
     if (after.cached < after.pages / 8) break;
   }
   EXPECT_LT(after.cached, after.pages / 8) << after.cached << " of " << after.pages << " cached";
+  // The node closes the copy of the descriptor it kept for the drop, at the
+  // latest at the first request after 2 s.
+  size_t open = OpenDescriptorsOf(path);
+  for (int i = 0; i < 30 && open > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_TRUE(client_.HasSlices(Addr(n), {id}).ok());
+    open = OpenDescriptorsOf(path);
+  }
+  EXPECT_EQ(open, 0u) << "the node still holds " << path;
   // Still served, from the disk.
   auto again = client_.GetSlice(Addr(n), id);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
