@@ -270,8 +270,11 @@ TEST(Codec, ConcurrentUse) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 20; ++i) {
-        const std::string data =
-            (i % 2) ? TextLike(70000 + t * 10 + i) : RandomBytes(70000, t * 100 + i);
+        // Text above and below the probe threshold (the contexts pass
+        // between threads, probes and full passes) and random data.
+        const std::string data = (i % 3 == 0)   ? TextLike(70000 + t * 10 + i)
+                                 : (i % 3 == 1) ? TextLike(5000 + t * 10 + i)
+                                                : RandomBytes(70000, t * 100 + i);
         auto enc = codec.Encode(data);
         if (!enc.ok()) {
           ++failures;
