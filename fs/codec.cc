@@ -55,7 +55,9 @@ class CtxPool {
   };
 
  private:
-  static constexpr size_t kMaxIdle = 8;
+  // As many as may compress at once (FUSE workers and slice encoders), so
+  // that a burst of parallel writes does not create and free contexts.
+  static constexpr size_t kMaxIdle = 24;
   Ctx* Take() {
     {
       std::lock_guard<std::mutex> lock(mu_);
