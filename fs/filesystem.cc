@@ -686,13 +686,26 @@ int Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string_view new_nam
   return 0;
 }
 
+Filesystem::DeletedData::~DeletedData() {
+  if (data) data->Discard();
+}
+
+std::shared_ptr<FileData> Filesystem::TakeDataOfDeleted(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(table_mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return nullptr;
+  return std::move(it->second.data);
+}
+
 // Lowers the link count of a non-directory `rec` inside a transaction;
 // deletes it when no link and no open handle remain.
-int Filesystem::DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_orphan) {
+int Filesystem::DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_orphan,
+                               bool* deleted) {
   InodeRecord r = rec;
   r.nlink = r.nlink > 0 ? r.nlink - 1 : 0;
   r.ctime_ns = NowNs();
   *now_orphan = false;
+  *deleted = false;
   Status st;
   if (r.nlink == 0) {
     bool open = false;
@@ -706,6 +719,7 @@ int Filesystem::DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_o
       *now_orphan = true;
     } else {
       st = meta_->DeleteInode(ino);
+      *deleted = true;
     }
   } else {
     st = meta_->UpdateInode(r);
@@ -735,6 +749,7 @@ bool Filesystem::ReleaseReserve() {
 int Filesystem::UnlinkOnce(uint64_t parent, std::string_view name) {
   if (options_.read_only) return EROFS;
   if (name.size() > kNameMax) return ENAMETOOLONG;
+  DeletedData gone;
   std::lock_guard<std::mutex> lock(meta_mu_);
   auto prec = meta_->GetInode(parent);
   if (!prec.ok()) return Err(prec.status(), "unlink");
@@ -749,14 +764,19 @@ int Filesystem::UnlinkOnce(uint64_t parent, std::string_view name) {
   Status st = meta_->Begin();
   if (!st.ok()) return Err(st, "unlink");
   bool orphan = false;
+  bool deleted = false;
   st = meta_->DeleteDentry(parent, name);
-  int e = st.ok() ? DropLinkLocked(*ino, *rec, &orphan) : Err(st, "unlink");
+  int e = st.ok() ? DropLinkLocked(*ino, *rec, &orphan, &deleted) : Err(st, "unlink");
   if (e == 0) {
     st = meta_->UpdateInode(p);
     if (st.ok()) st = meta_->Commit();
     if (!st.ok()) e = Err(st, "unlink");
   }
-  if (e != 0) meta_->Rollback();
+  if (e != 0) {
+    meta_->Rollback();
+  } else if (deleted) {
+    gone.data = TakeDataOfDeleted(*ino);
+  }
   return e;
 }
 
@@ -798,6 +818,7 @@ int Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_pare
   if (name.size() > kNameMax || new_name.size() > kNameMax) return ENAMETOOLONG;
   if (name == "." || name == ".." || new_name == "." || new_name == "..") return EBUSY;
   if (int e = CheckName(new_name)) return e;
+  DeletedData gone;
   std::lock_guard<std::mutex> lock(meta_mu_);
   auto prec = meta_->GetInode(parent);
   if (!prec.ok()) return Err(prec.status(), "rename");
@@ -861,6 +882,7 @@ int Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_pare
   Status st = meta_->Begin();
   if (!st.ok()) return Err(st, "rename");
   int e = 0;
+  bool dst_deleted = false;
   auto fail = [&](const Status& bad) { e = Err(bad, "rename"); };
   if (flags & RENAME_EXCHANGE) {
     InodeRecord d = *drec;
@@ -887,7 +909,7 @@ int Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_pare
         if (!(st = meta_->DeleteInode(*dst)).ok()) fail(st);
       } else if (e == 0) {
         bool orphan = false;
-        e = DropLinkLocked(*dst, *drec, &orphan);
+        e = DropLinkLocked(*dst, *drec, &orphan, &dst_deleted);
       }
       if (e == 0 && !(st = meta_->DeleteDentry(parent, name)).ok()) fail(st);
     } else if (!(st = meta_->MoveDentry(parent, name, new_parent, new_name)).ok()) {
@@ -905,7 +927,11 @@ int Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_pare
     if (e == 0 && parent != new_parent && !(st = meta_->UpdateInode(np)).ok()) fail(st);
   }
   if (e == 0 && !(st = meta_->Commit()).ok()) fail(st);
-  if (e != 0) meta_->Rollback();
+  if (e != 0) {
+    meta_->Rollback();
+  } else if (dst_deleted) {
+    gone.data = TakeDataOfDeleted(*dst);
+  }
   return e;
 }
 

@@ -549,6 +549,7 @@ Status MetadataStore::CommitLater() {
 
 void MetadataStore::Rollback() {
   inode_cache_.clear();  // it may hold rows this rollback undoes
+  ino_reserved_ = 0;     // and a move of the inode high-water mark
   if (nested_) {
     // Undo this operation only; the deferred work before it is kept.
     nested_ = in_op_ = false;
@@ -607,17 +608,47 @@ Result<InodeRecord> MetadataStore::GetInode(uint64_t ino) {
   return Error("get inode");
 }
 
+Result<uint64_t> MetadataStore::NextIno() {
+  if (ino_reserved_ == 0) {
+    // After the open or a rollback: the larger of the recorded mark and the
+    // inodes there are (a database older than the mark has none recorded).
+    MESHFS_ASSIGN_OR_RETURN(
+        sqlite3_stmt * st,
+        Prep("SELECT max(coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = "
+             "'ino_reserved'), 0), coalesce((SELECT max(ino) FROM inodes), 0) + 1)"));
+    if (sqlite3_step(st) != SQLITE_ROW) return Error("read the inode high-water mark");
+    const auto mark = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    sqlite3_reset(st);
+    next_ino_ = std::max(next_ino_, mark);
+    ino_reserved_ = mark;
+  }
+  if (next_ino_ >= ino_reserved_) {
+    // Recorded in the transaction of the insert: an inode below the mark
+    // is never committed without it.
+    const uint64_t mark = next_ino_ + kInoReserveStep;
+    MESHFS_ASSIGN_OR_RETURN(
+        sqlite3_stmt * st,
+        Prep("INSERT OR REPLACE INTO meta(key, value) VALUES('ino_reserved', ?)"));
+    sqlite3_bind_int64(st, 1, ToI64(mark));
+    STEP_DONE(st, "record the inode high-water mark");
+    ino_reserved_ = mark;
+  }
+  return next_ino_++;
+}
+
 Result<uint64_t> MetadataStore::InsertInode(const InodeRecord& r, std::string_view target) {
+  MESHFS_ASSIGN_OR_RETURN(const uint64_t ino, NextIno());
   MESHFS_ASSIGN_OR_RETURN(
       sqlite3_stmt * st,
       Prep("INSERT INTO inodes(mode, uid, gid, nlink, size, atime_ns, mtime_ns, ctime_ns, "
-           "btime_ns, rdev, gen, inline, target) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+           "btime_ns, rdev, gen, inline, target, ino) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   BindInodeAttributes(st, r);
   if (S_ISREG(r.mode)) BindBlob(st, 12, "");  // a new regular file is inline (empty)
   if (S_ISLNK(r.mode)) BindBlob(st, 13, target);
+  sqlite3_bind_int64(st, 14, ToI64(ino));
   STEP_DONE(st, "insert inode");
   InodeRecord cached = r;
-  cached.ino = static_cast<uint64_t>(sqlite3_last_insert_rowid(db_));
+  cached.ino = ino;
   cached.alloc = 0;  // no inline bytes, no extents yet
   CacheInode(cached);
   return cached.ino;

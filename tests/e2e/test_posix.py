@@ -269,6 +269,42 @@ def test_unlink_while_open(target):
     assert sorted(os.listdir(target.path)) == ["u"]
 
 
+def test_file_created_after_an_unlink_is_new(target):
+    """A file created right after the newest file was deleted has its own
+    contents; in meshfs also its own inode number, for the whole life of the
+    volume (Linux file systems may reuse a freed number with a new
+    generation, as ext4 does; FUSE keeps no generation across lookups)."""
+    seen = set()
+    for i in range(8):
+        filler = target.path / "filler"
+        write_file(filler, bytes([0x41 + i]) * (2 * S + 7))
+        assert read_file(filler)[:3] == bytes([0x41 + i]) * 3  # in the page cache
+        gone = os.stat(filler).st_ino
+        seen.add(gone)
+        os.unlink(filler)
+        after = target.path / f"after{i}"
+        write_file(after, b"written after the unlink %d\n" % i)
+        st = os.stat(after)
+        if target.meshfs:
+            assert st.st_ino not in seen
+        seen.add(st.st_ino)
+        assert read_file(after) == b"written after the unlink %d\n" % i
+        os.unlink(after)
+        d = target.path / f"d{i}"
+        os.mkdir(d)
+        if target.meshfs:
+            assert os.stat(d).st_ino not in seen
+        seen.add(os.stat(d).st_ino)
+        os.rmdir(d)
+    target.remount()
+    last = target.path / "last"
+    write_file(last, b"after the remount")
+    if target.meshfs:
+        assert os.stat(last).st_ino not in seen
+    assert read_file(last) == b"after the remount"
+    assert os.listdir(target.path) == ["last"]
+
+
 # --------------------------------------------------------------------------
 # directories
 

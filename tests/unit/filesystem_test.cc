@@ -567,6 +567,42 @@ TEST_F(FilesystemTest, UnlinkWhileOpenKeepsDataUntilRelease) {
   EXPECT_EQ(fs_->GetAttr(ino, &a), ENOENT);
 }
 
+// An inode number names one file for the whole mount: the kernel may still
+// hold the number of a file just deleted (and its cached pages), and a file
+// whose write-back failed keeps its buffered data under it.
+TEST_F(FilesystemTest, InodeNumbersOfDeletedFilesAreNotReused) {
+  uint64_t fh = 0;
+  size_t n = 0;
+  Attr a;
+  // The newest (highest-numbered) file; its write-back fails and the close
+  // reports it, so its buffered data stays with its inode.
+  ASSERT_EQ(fs_->Create(kRoot, kRootIno, "filler", 0644, O_WRONLY | O_CREAT, &a, &fh), 0);
+  const uint64_t filler = a.ino;
+  ASSERT_EQ(fs_->Lookup(kRootIno, "filler", &a), 0);  // the kernel holds the inode
+  faulty_->FailWith(Code::kUnavailable);
+  ASSERT_EQ(fs_->Write(kRoot, filler, fh, 0, Pattern(3 * kSlice, 5), &n), 0);
+  EXPECT_EQ(fs_->Release(filler, fh), EIO);
+  faulty_->FailWith(Code::kOk);
+  EXPECT_GT(fs_->Stats().dirty_bytes, 0u);
+  ASSERT_EQ(fs_->Unlink(kRootIno, "filler"), 0);
+  EXPECT_EQ(fs_->Stats().dirty_bytes, 0u) << "the deleted file's buffered data is dropped";
+
+  const uint64_t after = MakeFile(kRootIno, "after", "written after the unlink\n");
+  EXPECT_NE(after, filler);
+  std::string got = ReadAll(after);
+  EXPECT_TRUE(got == "written after the unlink\n") << got.size() << " bytes";
+  const uint64_t dir = MakeDir(kRootIno, "d");
+  ASSERT_EQ(fs_->Rmdir(kRootIno, "d"), 0);
+  EXPECT_NE(MakeDir(kRootIno, "d2"), dir);
+  fs_->Forget(filler, 1);
+
+  Remount();
+  EXPECT_EQ(Ino(kRootIno, "after"), after);
+  EXPECT_EQ(Get(after).size, 25u);
+  got = ReadAll(after);
+  EXPECT_TRUE(got == "written after the unlink\n") << got.size() << " bytes";
+}
+
 TEST_F(FilesystemTest, OrphanOfADeadMountIsCleanedAtNextMount) {
   uint64_t ino = MakeFile(kRootIno, "f", "bytes");
   uint64_t fh;

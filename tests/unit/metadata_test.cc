@@ -152,6 +152,51 @@ uint64_t InsertDir(MetadataStore* m, std::string_view name) {
   return *ino;
 }
 
+// An inode number is never handed out twice, not even the number of the
+// newest file after it was deleted: across a reopen, a kill -9, a rollback,
+// and past the high-water mark's steps.
+TEST_F(MetadataTest, InodeNumbersAreNeverReused) {
+  auto remove = [](MetadataStore* m, std::string_view name, uint64_t ino) {
+    ASSERT_TRUE(m->Begin().ok());
+    ASSERT_TRUE(m->DeleteDentry(kRootIno, name).ok());
+    ASSERT_TRUE(m->DeleteInode(ino).ok());
+    ASSERT_TRUE(m->Commit().ok());
+  };
+  ASSERT_TRUE(m_->Begin().ok());
+  const uint64_t a = InsertDir(m_.get(), "a");
+  ASSERT_TRUE(m_->Commit().ok());
+  remove(m_.get(), "a", a);
+  ASSERT_TRUE(m_->Begin().ok());
+  const uint64_t b = InsertDir(m_.get(), "b");
+  m_->Rollback();
+  ASSERT_TRUE(m_->Begin().ok());
+  const uint64_t c = InsertDir(m_.get(), "c");
+  ASSERT_TRUE(m_->Commit().ok());
+  EXPECT_GT(b, a);
+  EXPECT_GT(c, b);
+
+  remove(m_.get(), "c", c);
+  Open();
+  ASSERT_TRUE(m_->Begin().ok());
+  const uint64_t d = InsertDir(m_.get(), "d");
+  ASSERT_TRUE(m_->Commit().ok());
+  EXPECT_GT(d, c) << "reopened";
+
+  // Past several steps of the mark, then a crash right after the newest
+  // inode was deleted.
+  ASSERT_TRUE(m_->Begin().ok());
+  uint64_t last = 0;
+  for (int i = 0; i < 10000; i++) last = InsertDir(m_.get(), std::to_string(i));
+  ASSERT_TRUE(m_->Commit().ok());
+  EXPECT_EQ(last, d + 10000);
+  remove(m_.get(), "9999", last);
+  auto disk = OnDiskCopy(Opts(), dir_ / "crash");
+  ASSERT_NE(disk, nullptr);
+  ASSERT_TRUE(disk->Begin().ok());
+  EXPECT_GT(InsertDir(disk.get(), "e"), last) << "after a kill -9";
+  disk->Rollback();
+}
+
 TEST_F(MetadataTest, DeferredWorkIsCommittedWithTheNextOperation) {
   ASSERT_TRUE(m_->Begin().ok());
   InsertDir(m_.get(), "a");

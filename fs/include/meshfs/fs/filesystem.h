@@ -267,15 +267,27 @@ class Filesystem final : private FileDataBackend {
   int AttrLocked(uint64_t ino, Attr* out);
   // Whether `ino` was created by a transaction that is still not committed.
   bool PendingCreateLocked(uint64_t ino);
-  // `defer_commit`: leave the transaction open (MetadataStore::CommitLater).
+  // The buffered data of a file an operation deleted, discarded when this
+  // goes out of scope. Declared before the metadata lock's guard: the file's
+  // lock comes first in the lock order.
+  struct DeletedData {
+    std::shared_ptr<FileData> data;
+    ~DeletedData();
+  };
   int UnlinkOnce(uint64_t parent, std::string_view name);
   bool ReleaseReserve();
   int RmdirOnce(uint64_t parent, std::string_view name);
+  // `defer_commit`: leave the transaction open (MetadataStore::CommitLater).
   // `known_absent`: the caller found no entry `name` under this lock.
   int NewNodeLocked(const Caller& c, uint64_t parent, std::string_view name, uint32_t mode,
                     uint64_t rdev, std::string_view target, Attr* out, bool defer_commit = false,
                     bool known_absent = false);
-  int DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_orphan);
+  // `*deleted`: the inode is gone once the transaction commits.
+  int DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_orphan, bool* deleted);
+  // Takes the buffered data of `ino`, deleted by a committed transaction
+  // (without the file in the table a write-back retry would try to commit to
+  // the inode number, and the dirty bytes would stay counted).
+  std::shared_ptr<FileData> TakeDataOfDeleted(uint64_t ino);
   int TouchDirLocked(uint64_t dir, int64_t now);
   // Overlays open-file state (size, times, blocks) onto `a`.
   void Overlay(Attr* a);

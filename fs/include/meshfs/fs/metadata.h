@@ -208,6 +208,9 @@ class MetadataStore final {
   void EnsureReserve();
   // The cookie for a new entry of `dir`: one more than its largest.
   Result<uint64_t> NextCookie(uint64_t dir);
+  // The number for a new inode: never one a file had before, even a deleted
+  // one (the kernel may still hold that number, with its cached pages).
+  Result<uint64_t> NextIno();
 
   sqlite3* db_;
   std::unordered_map<const char*, sqlite3_stmt*> stmts_;
@@ -218,6 +221,13 @@ class MetadataStore final {
   bool pending_ = false;   // a transaction with deferred work is open
   std::unique_ptr<DiskReserve> reserve_;  // null: none (read-only, in memory)
   std::chrono::steady_clock::time_point next_reserve_try_{};
+  // Inode numbers: the next one to hand out (0: not loaded yet), and the
+  // high-water mark meta.ino_reserved the database records - every number
+  // below it may have been used. It moves up by kInoReserveStep at a time,
+  // so a create rarely writes it; 0 after a rollback (reload and move on).
+  static constexpr uint64_t kInoReserveStep = 4096;
+  uint64_t next_ino_ = 0;
+  uint64_t ino_reserved_ = 0;
 
   // Inode rows as GetInode returns them (alloc included), by ino. Cleared
   // when full and on every rollback.
