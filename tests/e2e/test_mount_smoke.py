@@ -3,7 +3,8 @@
 Files of several sizes are written and read back, survive `meshfs umount` +
 remount (same inode numbers) and a kill -9 after fsync; a few errnos come
 through the kernel; the command refuses a second mount, a bad option and a
-missing mountpoint with a clear message and the contract's exit codes.
+missing mountpoint with a clear message and the contract's exit codes;
+the close of a read-only handle sends no FLUSH request (kernel trace).
 """
 import errno
 import hashlib
@@ -291,3 +292,63 @@ def test_writers_and_truncates_racing_random_readers_lose_nothing(mounted):
     m = mounted(nodes=m.nodes, volume=m.volume)
     assert (m.mountpoint / "race.bin").read_bytes() == bytes(model)
     assert m.unexpected_errors() == []
+
+
+TRACEFS = "/sys/kernel/tracing"
+
+
+def fuse_requests(mountpoint, action):
+    """The FUSE requests (opcode names) the kernel sends to the mount at
+    `mountpoint` while `action()` runs, from the fuse_request_send trace
+    event filtered on the mount's connection."""
+    event = f"{TRACEFS}/events/fuse/fuse_request_send"
+    if not os.path.exists(event):
+        subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], capture_output=True)
+    if not os.path.exists(event):
+        pytest.skip("no tracefs fuse_request_send event on this kernel")
+    dev = os.stat(mountpoint).st_dev
+    conn = (os.major(dev) << 20) | os.minor(dev)  # the kernel's dev_t
+
+    def put(name, value):
+        with open(f"{TRACEFS}/{name}", "w") as f:
+            f.write(value)
+
+    with open(f"{TRACEFS}/tracing_on") as f:
+        was_on = f.read().strip()
+    put("events/fuse/fuse_request_send/filter", f"connection == {conn}")
+    put("trace", "")
+    put("events/fuse/fuse_request_send/enable", "1")
+    put("tracing_on", "1")
+    try:
+        action()
+    finally:
+        put("tracing_on", was_on)
+        put("events/fuse/fuse_request_send/enable", "0")
+        put("events/fuse/fuse_request_send/filter", "0")
+    with open(f"{TRACEFS}/trace") as f:
+        text = f.read()
+    return [line.split("(FUSE_")[1].split(")")[0]
+            for line in text.splitlines() if "fuse_request_send" in line and "(FUSE_" in line]
+
+
+def test_read_only_close_sends_no_flush(mounted):
+    """A read-only handle has nothing to write back: its close costs no
+    FLUSH round trip (FOPEN_NOFLUSH); a writer's close still flushes."""
+    m = mounted()
+    path = m.mountpoint / "f"
+    path.write_bytes(b"contents\n")
+
+    def opens():
+        for _ in range(10):
+            fd = os.open(path, os.O_RDONLY)
+            assert os.read(fd, 100) == b"contents\n"
+            os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        os.write(fd, b"more\n")
+        os.close(fd)
+
+    ops = fuse_requests(m.mountpoint, opens)
+    assert ops.count("OPEN") == 11, ops
+    assert ops.count("RELEASE") == 11, ops
+    assert ops.count("FLUSH") == 1, ops
+    assert path.read_bytes() == b"contents\nmore\n"
