@@ -254,7 +254,9 @@ void Filesystem::Forget(uint64_t ino, uint64_t n) {
   if (it == nodes_.end()) return;
   Node& node = it->second;
   node.nlookup = node.nlookup > n ? node.nlookup - n : 0;
-  if (node.nlookup == 0 && node.nopen == 0) nodes_.erase(it);
+  // Data without an open handle is what a failed write-back kept for
+  // another try (close or truncate): it stays until FlushAll stores it.
+  if (node.nlookup == 0 && node.nopen == 0 && !node.data) nodes_.erase(it);
 }
 
 std::shared_ptr<FileData> Filesystem::DataOf(uint64_t ino) {
@@ -1410,17 +1412,26 @@ int Filesystem::StatFs(StatFsInfo* out) {
 }
 
 Status Filesystem::FlushAll(bool durable) {
-  std::vector<std::shared_ptr<FileData>> files;
+  std::vector<std::pair<uint64_t, std::shared_ptr<FileData>>> files;
   {
     std::lock_guard<std::mutex> lock(table_mu_);
     for (auto& [ino, node] : nodes_) {
-      if (node.data) files.push_back(node.data);
+      if (node.data) files.emplace_back(ino, node.data);
     }
   }
   Status first;
-  for (auto& f : files) {
+  for (auto& [ino, f] : files) {
     Status st = f->Flush(false);
     if (!st.ok() && first.ok()) first = st;
+    if (!st.ok()) continue;
+    // Stored: the data a failed close kept is not needed any more.
+    std::lock_guard<std::mutex> lock(table_mu_);
+    auto it = nodes_.find(ino);
+    if (it != nodes_.end() && it->second.nopen == 0 && it->second.writers == 0 &&
+        it->second.data == f) {
+      it->second.data.reset();
+      if (it->second.nlookup == 0) nodes_.erase(it);
+    }
   }
   if (meta_) {  // null when Open failed
     std::lock_guard<std::mutex> lock(meta_mu_);

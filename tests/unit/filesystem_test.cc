@@ -603,6 +603,31 @@ TEST_F(FilesystemTest, InodeNumbersOfDeletedFilesAreNotReused) {
   EXPECT_TRUE(got == "written after the unlink\n") << got.size() << " bytes";
 }
 
+// A close whose write-back failed keeps the data for another try: it is not
+// dropped when the kernel forgets the inode, and the next FlushAll (meshfs
+// sync, unmount) stores it.
+TEST_F(FilesystemTest, DataOfAFailedCloseSurvivesForgetUntilStored) {
+  uint64_t fh = 0;
+  size_t n = 0;
+  Attr a;
+  ASSERT_EQ(fs_->Create(kRoot, kRootIno, "f", 0644, O_WRONLY | O_CREAT, &a, &fh), 0);
+  const uint64_t ino = a.ino;
+  const std::string content = Pattern(3 * kSlice + 11, 8);
+  faulty_->FailWith(Code::kUnavailable);
+  ASSERT_EQ(fs_->Write(kRoot, ino, fh, 0, content, &n), 0);
+  EXPECT_EQ(fs_->Release(ino, fh), EIO);
+  fs_->Forget(ino, fs_->lookup_count(ino));  // the kernel drops the inode
+  EXPECT_GT(fs_->Stats().dirty_bytes, 0u);
+  EXPECT_FALSE(fs_->FlushAll(true).ok()) << "the store still fails";
+  faulty_->FailWith(Code::kOk);
+  ASSERT_TRUE(fs_->FlushAll(true).ok());
+  EXPECT_EQ(fs_->Stats().dirty_bytes, 0u);
+
+  Remount();
+  EXPECT_EQ(Get(ino).size, content.size());
+  EXPECT_TRUE(ReadAll(ino) == content);
+}
+
 TEST_F(FilesystemTest, OrphanOfADeadMountIsCleanedAtNextMount) {
   uint64_t ino = MakeFile(kRootIno, "f", "bytes");
   uint64_t fh;
