@@ -94,6 +94,8 @@ constexpr const char* kComponent = "cache";
 // A file of this size beside the database is given back when the disk is
 // full, so that uploads can still be recorded and the queue can drain.
 constexpr uint64_t kReserveBytes = 512 << 10;
+// What an eviction frees beyond the room an insert needs (MakeRoomLocked).
+constexpr uint64_t kEvictAheadBytes = 16 << 20;
 
 using SteadyClock = std::chrono::steady_clock;
 
@@ -218,10 +220,13 @@ Result<std::unique_ptr<SqliteDb>> OpenCacheDb(const std::filesystem::path& path,
     if (version == 1) MESHFS_RETURN_IF_ERROR(UpgradeFrom1(*db, path));
   }
   // A small page cache per connection: blobs are read once and decoded
-  // slices are cached above this store; the b-tree pages fit.
-  MESHFS_RETURN_IF_ERROR(db->Exec(
-      "PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 67108864;"
-      "PRAGMA cache_size = -2048"));
+  // slices are cached above this store; the b-tree pages fit. No zeroing of
+  // freed pages (Debian's SQLite defaults to secure_delete): the blobs are
+  // ciphertext, and zeroing made every eviction read and rewrite the
+  // evicted blob's pages.
+  MESHFS_RETURN_IF_ERROR(
+      db->Exec("PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 67108864;"
+               "PRAGMA cache_size = -2048; PRAGMA secure_delete = OFF"));
   return db;
 }
 
@@ -733,9 +738,10 @@ class CachingStore::Impl {
   }
 
   // Evicts uploaded blobs, least recently used first, until `need` more
-  // bytes fit under the bound. REQUIRES: write_mu_ held, inside a transaction.
+  // bytes fit under the bound, then, while the room left stays within
+  // `ahead`, more of them. REQUIRES: write_mu_ held, inside a transaction.
   // Returns the bytes and slices it freed through the out parameters.
-  Status EvictLocked(uint64_t need, uint64_t* freed_bytes, uint64_t* freed_slices) {
+  Status EvictLocked(uint64_t need, uint64_t ahead, uint64_t* freed_bytes, uint64_t* freed_slices) {
     *freed_bytes = 0;
     *freed_slices = 0;
     uint64_t cached;
@@ -744,10 +750,16 @@ class CachingStore::Impl {
       cached = cached_bytes_;
     }
     if (cached + need <= options_.max_bytes) return Status::OK();
+    const uint64_t max = options_.max_bytes;
+    // Whether the next victim, of `size` bytes, goes.
+    auto evict = [&](uint64_t size) {
+      const uint64_t used = cached - *freed_bytes + need;
+      return used > max || max - used + size <= ahead;
+    };
     MESHFS_RETURN_IF_ERROR(FlushTouchesLocked(/*in_txn=*/true));
     MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * victims, writer_->Prepare(kSqlLruVictims));
     MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * del, writer_->Prepare(kSqlDeleteUploaded));
-    while (cached - *freed_bytes + need > options_.max_bytes) {
+    for (bool more = true; more;) {
       std::vector<std::pair<SliceId, uint64_t>> batch;
       {
         StmtReset reset(victims);
@@ -762,7 +774,10 @@ class CachingStore::Impl {
       }
       if (batch.empty()) break;  // only pending blobs left: they are never evicted
       for (auto& [id, size] : batch) {
-        if (cached - *freed_bytes + need <= options_.max_bytes) break;
+        if (!evict(size)) {
+          more = false;
+          break;
+        }
         StmtReset reset(del);
         sqlite3_bind_blob(del, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
         MESHFS_RETURN_IF_ERROR(StepDone(*writer_, del, "evicting a slice"));
@@ -775,18 +790,49 @@ class CachingStore::Impl {
     return Status::OK();
   }
 
-  // Inserts a row in one transaction (evicting first). `durable`: commit
+  // Makes room for `need` more bytes in a transaction of its own, committed
+  // without a sync. Not in the insert's transaction: pages freed and used
+  // again in one transaction are read back first (SQLite keeps what they
+  // held until the commit), so every eviction read the evicted blob from
+  // disk. On its own, with auto_vacuum's pointer map and secure_delete off,
+  // it reads none of the blob's overflow pages. It frees up to
+  // kEvictAheadBytes (or a 16th of the bound) more than needed, in whole
+  // slices, so that its commit serves several inserts.
+  // REQUIRES: write_mu_ held, no transaction open.
+  Status MakeRoomLocked(uint64_t need) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (cached_bytes_ + need <= options_.max_bytes) return Status::OK();
+    }
+    MESHFS_RETURN_IF_ERROR(SetSync(false));
+    MESHFS_RETURN_IF_ERROR(ExecStmt(kSqlBegin));
+    uint64_t freed_bytes = 0, freed_slices = 0;
+    const uint64_t ahead = std::min(kEvictAheadBytes, options_.max_bytes / 16);
+    Status s = EvictLocked(need, ahead, &freed_bytes, &freed_slices);
+    if (s.ok()) s = ExecStmt(kSqlCommit);
+    if (!s.ok()) {
+      writer_->RollbackIfOpen();
+      PokeCheckpointerIfFull(s);
+      return s;
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    cached_bytes_ -= freed_bytes;
+    cached_slices_ -= freed_slices;
+    return Status::OK();
+  }
+
+  // Inserts a row in one transaction (after making room). `durable`: commit
   // with synchronous=FULL. Returns whether a row was inserted.
   Result<bool> InsertRow(const SliceId& id, std::string_view blob, int state, uint64_t seq,
                          int copies, bool durable) {
+    MESHFS_RETURN_IF_ERROR(MakeRoomLocked(blob.size()));
     MESHFS_RETURN_IF_ERROR(SetSync(durable));
     MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * ins, writer_->Prepare(kSqlInsert));
     MESHFS_ASSIGN_OR_RETURN(sqlite3_stmt * ins_data, writer_->Prepare(kSqlInsertData));
     MESHFS_RETURN_IF_ERROR(ExecStmt(kSqlBegin));
-    uint64_t freed_bytes = 0, freed_slices = 0;
-    Status s = EvictLocked(blob.size(), &freed_bytes, &freed_slices);
+    Status s;
     bool inserted = false;
-    if (s.ok()) {
+    {
       StmtReset reset(ins);
       sqlite3_bind_blob(ins, 1, id.Raw().data(), SliceId::kSize, SQLITE_STATIC);
       sqlite3_bind_int64(ins, 2, static_cast<int64_t>(blob.size()));
@@ -817,8 +863,6 @@ class CachingStore::Impl {
       return s;
     }
     std::lock_guard<std::mutex> l(mu_);
-    cached_bytes_ -= freed_bytes;
-    cached_slices_ -= freed_slices;
     if (inserted) {
       cached_bytes_ += blob.size();
       cached_slices_ += 1;

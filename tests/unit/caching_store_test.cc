@@ -353,6 +353,50 @@ TEST_F(CachingStoreTest, LruEvictsTheLeastRecentlyRead) {
   EXPECT_EQ(cache->Stats().cached_slices, 3u);
 }
 
+// Bytes this thread has read through read(2)-like calls, page cache hits
+// included (/proc/thread-self/io).
+uint64_t ThreadReadBytes() {
+  std::ifstream io("/proc/thread-self/io");
+  std::string key;
+  uint64_t value = 0;
+  while (io >> key >> value) {
+    if (key == "rchar:") return value;
+  }
+  return 0;
+}
+
+// A full cache makes room for each new slice without reading the slices it
+// evicts (a DELETE in the insert's transaction, or with secure_delete on,
+// read every page of the evicted blob), and frees a little ahead, in whole
+// slices, so that one eviction commit serves several inserts.
+TEST_F(CachingStoreTest, EvictionReadsNoEvictedBlobAndFreesAhead) {
+  CacheOptions o = SmallOptions(dir_.path());
+  constexpr size_t kBlob = 1 << 20;
+  o.max_bytes = 32 * kBlob;  // a 16th: 2 slices of room ahead
+  auto cache = OpenCache(o, &faulty_);
+  uint32_t seed = 700;
+  auto put = [&] {
+    const std::string b = RandomBlob(kBlob, seed++);
+    ASSERT_TRUE(cache->Put(SliceId::ForBlob(b), b).ok());
+  };
+  for (int i = 0; i < 32; ++i) put();
+  ASSERT_TRUE(cache->WaitUploaded(10000).ok());
+  EXPECT_EQ(cache->Stats().cached_slices, 32u);
+
+  put();  // evicts 1 slice it needs room for and 2 ahead
+  EXPECT_EQ(cache->Stats().cached_slices, 30u);
+  put();
+  put();
+  EXPECT_EQ(cache->Stats().cached_slices, 32u);
+  ASSERT_TRUE(cache->WaitUploaded(10000).ok());
+
+  const uint64_t before = ThreadReadBytes();
+  for (int i = 0; i < 24; ++i) put();  // 8 evictions of 3 slices
+  const uint64_t read = ThreadReadBytes() - before;
+  EXPECT_LT(read, 24 * kBlob / 8) << "bytes read by 24 inserts into a full cache";
+  EXPECT_EQ(cache->Stats().cached_slices, 32u);
+}
+
 TEST_F(CachingStoreTest, MissFetchesVerifiesAndCaches) {
   auto cache = OpenCache(SmallOptions(dir_.path()), &faulty_);
   const std::string blob = RandomBlob(2048, 600);
