@@ -790,6 +790,18 @@ class CachingStore::Impl {
     return Status::OK();
   }
 
+  // Commits the writer's transaction if `s` (the work in it) is OK, else
+  // rolls it back; a full disk wakes the checkpointer.
+  // REQUIRES: write_mu_ held, inside a transaction.
+  Status CommitOrRollbackLocked(Status s) {
+    if (s.ok()) s = ExecStmt(kSqlCommit);
+    if (!s.ok()) {
+      writer_->RollbackIfOpen();
+      PokeCheckpointerIfFull(s);
+    }
+    return s;
+  }
+
   // Makes room for `need` more bytes in a transaction of its own, committed
   // without a sync. Not in the insert's transaction: pages freed and used
   // again in one transaction are read back first (SQLite keeps what they
@@ -808,13 +820,8 @@ class CachingStore::Impl {
     MESHFS_RETURN_IF_ERROR(ExecStmt(kSqlBegin));
     uint64_t freed_bytes = 0, freed_slices = 0;
     const uint64_t ahead = std::min(kEvictAheadBytes, options_.max_bytes / 16);
-    Status s = EvictLocked(need, ahead, &freed_bytes, &freed_slices);
-    if (s.ok()) s = ExecStmt(kSqlCommit);
-    if (!s.ok()) {
-      writer_->RollbackIfOpen();
-      PokeCheckpointerIfFull(s);
-      return s;
-    }
+    MESHFS_RETURN_IF_ERROR(
+        CommitOrRollbackLocked(EvictLocked(need, ahead, &freed_bytes, &freed_slices)));
     std::lock_guard<std::mutex> l(mu_);
     cached_bytes_ -= freed_bytes;
     cached_slices_ -= freed_slices;
@@ -856,12 +863,7 @@ class CachingStore::Impl {
       s = StepDone(*writer_, ins_data, "storing a slice");
       if (s.ok() && !blob.empty()) s = WriteBlobData(rowid, blob);
     }
-    if (s.ok()) s = ExecStmt(kSqlCommit);
-    if (!s.ok()) {
-      writer_->RollbackIfOpen();
-      PokeCheckpointerIfFull(s);
-      return s;
-    }
+    MESHFS_RETURN_IF_ERROR(CommitOrRollbackLocked(s));
     std::lock_guard<std::mutex> l(mu_);
     if (inserted) {
       cached_bytes_ += blob.size();

@@ -100,6 +100,20 @@ class FilesystemTest : public ::testing::Test {
     EXPECT_EQ(fs_->Release(a.ino, fh), 0);
     return a.ino;
   }
+  // Creates `name` in the root and writes `content` while the store fails:
+  // the close reports EIO and the file keeps its data buffered. The store
+  // works again on return.
+  uint64_t MakeFileWithFailedClose(const std::string& name, const std::string& content) {
+    Attr a;
+    uint64_t fh = 0;
+    size_t n = 0;
+    EXPECT_EQ(fs_->Create(kRoot, kRootIno, name, 0644, O_WRONLY | O_CREAT, &a, &fh), 0);
+    faulty_->FailWith(Code::kUnavailable);
+    EXPECT_EQ(fs_->Write(kRoot, a.ino, fh, 0, content, &n), 0);
+    EXPECT_EQ(fs_->Release(a.ino, fh), EIO);
+    faulty_->FailWith(Code::kOk);
+    return a.ino;
+  }
   uint64_t MakeDir(uint64_t parent, const std::string& name, uint32_t mode = 0755,
                    const Caller& c = kRoot) {
     Attr a;
@@ -571,18 +585,11 @@ TEST_F(FilesystemTest, UnlinkWhileOpenKeepsDataUntilRelease) {
 // hold the number of a file just deleted (and its cached pages), and a file
 // whose write-back failed keeps its buffered data under it.
 TEST_F(FilesystemTest, InodeNumbersOfDeletedFilesAreNotReused) {
-  uint64_t fh = 0;
-  size_t n = 0;
-  Attr a;
   // The newest (highest-numbered) file; its write-back fails and the close
   // reports it, so its buffered data stays with its inode.
-  ASSERT_EQ(fs_->Create(kRoot, kRootIno, "filler", 0644, O_WRONLY | O_CREAT, &a, &fh), 0);
-  const uint64_t filler = a.ino;
+  const uint64_t filler = MakeFileWithFailedClose("filler", Pattern(3 * kSlice, 5));
+  Attr a;
   ASSERT_EQ(fs_->Lookup(kRootIno, "filler", &a), 0);  // the kernel holds the inode
-  faulty_->FailWith(Code::kUnavailable);
-  ASSERT_EQ(fs_->Write(kRoot, filler, fh, 0, Pattern(3 * kSlice, 5), &n), 0);
-  EXPECT_EQ(fs_->Release(filler, fh), EIO);
-  faulty_->FailWith(Code::kOk);
   EXPECT_GT(fs_->Stats().dirty_bytes, 0u);
   ASSERT_EQ(fs_->Unlink(kRootIno, "filler"), 0);
   EXPECT_EQ(fs_->Stats().dirty_bytes, 0u) << "the deleted file's buffered data is dropped";
@@ -607,17 +614,11 @@ TEST_F(FilesystemTest, InodeNumbersOfDeletedFilesAreNotReused) {
 // dropped when the kernel forgets the inode, and the next FlushAll (meshfs
 // sync, unmount) stores it.
 TEST_F(FilesystemTest, DataOfAFailedCloseSurvivesForgetUntilStored) {
-  uint64_t fh = 0;
-  size_t n = 0;
-  Attr a;
-  ASSERT_EQ(fs_->Create(kRoot, kRootIno, "f", 0644, O_WRONLY | O_CREAT, &a, &fh), 0);
-  const uint64_t ino = a.ino;
   const std::string content = Pattern(3 * kSlice + 11, 8);
-  faulty_->FailWith(Code::kUnavailable);
-  ASSERT_EQ(fs_->Write(kRoot, ino, fh, 0, content, &n), 0);
-  EXPECT_EQ(fs_->Release(ino, fh), EIO);
+  const uint64_t ino = MakeFileWithFailedClose("f", content);
   fs_->Forget(ino, fs_->lookup_count(ino));  // the kernel drops the inode
   EXPECT_GT(fs_->Stats().dirty_bytes, 0u);
+  faulty_->FailWith(Code::kUnavailable);
   EXPECT_FALSE(fs_->FlushAll(true).ok()) << "the store still fails";
   faulty_->FailWith(Code::kOk);
   ASSERT_TRUE(fs_->FlushAll(true).ok());
