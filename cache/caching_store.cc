@@ -738,18 +738,14 @@ class CachingStore::Impl {
   }
 
   // Evicts uploaded blobs, least recently used first, until `need` more
-  // bytes fit under the bound, then, while the room left stays within
-  // `ahead`, more of them. REQUIRES: write_mu_ held, inside a transaction.
-  // Returns the bytes and slices it freed through the out parameters.
-  Status EvictLocked(uint64_t need, uint64_t ahead, uint64_t* freed_bytes, uint64_t* freed_slices) {
+  // bytes fit under the bound beside the `cached` ones, then, while the room
+  // left stays within `ahead`, more of them. REQUIRES: write_mu_ held,
+  // inside a transaction. Returns the bytes and slices it freed through the
+  // out parameters.
+  Status EvictLocked(uint64_t cached, uint64_t need, uint64_t ahead, uint64_t* freed_bytes,
+                     uint64_t* freed_slices) {
     *freed_bytes = 0;
     *freed_slices = 0;
-    uint64_t cached;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      cached = cached_bytes_;
-    }
-    if (cached + need <= options_.max_bytes) return Status::OK();
     const uint64_t max = options_.max_bytes;
     // Whether the next victim, of `size` bytes, goes.
     auto evict = [&](uint64_t size) {
@@ -812,16 +808,18 @@ class CachingStore::Impl {
   // slices, so that its commit serves several inserts.
   // REQUIRES: write_mu_ held, no transaction open.
   Status MakeRoomLocked(uint64_t need) {
+    uint64_t cached;
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (cached_bytes_ + need <= options_.max_bytes) return Status::OK();
+      cached = cached_bytes_;
     }
+    if (cached + need <= options_.max_bytes) return Status::OK();
     MESHFS_RETURN_IF_ERROR(SetSync(false));
     MESHFS_RETURN_IF_ERROR(ExecStmt(kSqlBegin));
     uint64_t freed_bytes = 0, freed_slices = 0;
     const uint64_t ahead = std::min(kEvictAheadBytes, options_.max_bytes / 16);
     MESHFS_RETURN_IF_ERROR(
-        CommitOrRollbackLocked(EvictLocked(need, ahead, &freed_bytes, &freed_slices)));
+        CommitOrRollbackLocked(EvictLocked(cached, need, ahead, &freed_bytes, &freed_slices)));
     std::lock_guard<std::mutex> l(mu_);
     cached_bytes_ -= freed_bytes;
     cached_slices_ -= freed_slices;

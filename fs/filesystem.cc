@@ -701,12 +701,10 @@ std::shared_ptr<FileData> Filesystem::TakeDataOfDeleted(uint64_t ino) {
 
 // Lowers the link count of a non-directory `rec` inside a transaction;
 // deletes it when no link and no open handle remain.
-int Filesystem::DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_orphan,
-                               bool* deleted) {
+int Filesystem::DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* deleted) {
   InodeRecord r = rec;
   r.nlink = r.nlink > 0 ? r.nlink - 1 : 0;
   r.ctime_ns = NowNs();
-  *now_orphan = false;
   *deleted = false;
   Status st;
   if (r.nlink == 0) {
@@ -718,7 +716,6 @@ int Filesystem::DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_o
     }
     if (open) {
       st = meta_->UpdateInode(r);  // an orphan until the last close
-      *now_orphan = true;
     } else {
       st = meta_->DeleteInode(ino);
       *deleted = true;
@@ -765,10 +762,9 @@ int Filesystem::UnlinkOnce(uint64_t parent, std::string_view name) {
   p.mtime_ns = p.ctime_ns = NowNs();
   Status st = meta_->Begin();
   if (!st.ok()) return Err(st, "unlink");
-  bool orphan = false;
   bool deleted = false;
   st = meta_->DeleteDentry(parent, name);
-  int e = st.ok() ? DropLinkLocked(*ino, *rec, &orphan, &deleted) : Err(st, "unlink");
+  int e = st.ok() ? DropLinkLocked(*ino, *rec, &deleted) : Err(st, "unlink");
   if (e == 0) {
     st = meta_->UpdateInode(p);
     if (st.ok()) st = meta_->Commit();
@@ -910,8 +906,7 @@ int Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_pare
         np.nlink--;  // the replaced directory's ".."
         if (!(st = meta_->DeleteInode(*dst)).ok()) fail(st);
       } else if (e == 0) {
-        bool orphan = false;
-        e = DropLinkLocked(*dst, *drec, &orphan, &dst_deleted);
+        e = DropLinkLocked(*dst, *drec, &dst_deleted);
       }
       if (e == 0 && !(st = meta_->DeleteDentry(parent, name)).ok()) fail(st);
     } else if (!(st = meta_->MoveDentry(parent, name, new_parent, new_name)).ok()) {

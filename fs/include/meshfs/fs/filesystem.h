@@ -283,7 +283,7 @@ class Filesystem final : private FileDataBackend {
                     uint64_t rdev, std::string_view target, Attr* out, bool defer_commit = false,
                     bool known_absent = false);
   // `*deleted`: the inode is gone once the transaction commits.
-  int DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* now_orphan, bool* deleted);
+  int DropLinkLocked(uint64_t ino, const InodeRecord& rec, bool* deleted);
   // Takes the buffered data of `ino`, deleted by a committed transaction
   // (without the file in the table a write-back retry would try to commit to
   // the inode number, and the dirty bytes would stay counted).
