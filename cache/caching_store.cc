@@ -41,9 +41,13 @@
 // finds little left to write.
 #include "meshfs/cache/caching_store.h"
 
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
 #include <algorithm>
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -55,10 +59,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include <fcntl.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
-
+#include "meshfs/core/buffer_pool.h"
 #include "meshfs/core/disk_reserve.h"
 #include "meshfs/core/log.h"
 #include "meshfs/core/replica_reporter.h"
@@ -450,7 +451,7 @@ class CachingStore::Impl {
           *checked = check_local;
           hits_.fetch_add(1, std::memory_order_relaxed);
           Touch(id);
-          return std::make_shared<const std::string>(std::move(blob));
+          return BufferPool::Slices().Share(std::move(blob));
         }
         damaged = true;
         NoteDamaged(id, "hash mismatch");
@@ -489,7 +490,7 @@ class CachingStore::Impl {
       Status s = DropLocal(id);
       if (!s.ok()) LogWarn(kComponent, "cannot drop damaged cached slice: " + s.ToString());
     }
-    auto blob = std::make_shared<const std::string>(std::move(*remote));
+    auto blob = BufferPool::Slices().Share(std::move(*remote));
     QueueFill(id, blob);
     return blob;
   }
@@ -668,7 +669,7 @@ class CachingStore::Impl {
     if (rc == SQLITE_OK) {
       // The bytes as stored: a damaged row may disagree with `size`, which
       // the caller's check then reports.
-      out->resize(static_cast<size_t>(sqlite3_blob_bytes(h)));
+      *out = BufferPool::Slices().Take(static_cast<size_t>(sqlite3_blob_bytes(h)));
       rc = sqlite3_blob_read(h, out->data(), static_cast<int>(out->size()), 0);
     } else if (rc == SQLITE_ERROR) {
       rc = SQLITE_OK;  // no bytes for the row at all: damaged the same way

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "codec_format.h"
+#include "meshfs/core/buffer_pool.h"
 #include "xchacha.h"
 
 namespace meshfs::fs {
@@ -258,7 +259,7 @@ Result<std::string> SliceCodec::Decode(const SliceId& id, std::string_view blob,
 
   std::string out;
   if (!compressed) {
-    out.resize(plain_size);
+    out = BufferPool::Slices().Take(plain_size);
     if (!xchacha::Decrypt(reinterpret_cast<unsigned char*>(out.data()), cipher, data_size, b,
                           kHeaderSize, nonce, keys_.content_key.data())) {
       return auth_failed;  // `out`, unauthenticated, is dropped
@@ -270,7 +271,7 @@ Result<std::string> SliceCodec::Decode(const SliceId& id, std::string_view blob,
                         keys_.content_key.data())) {
     return auth_failed;
   }
-  out.resize(plain_size);
+  out = BufferPool::Slices().Take(plain_size);
   // Bounded by the declared size, itself bounded by the slice size: a frame
   // that would expand further fails here instead of allocating.
   DCtxPool::Lease dctx(&DecompressContexts());

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 
+#include "meshfs/core/buffer_pool.h"
 #include "meshfs/core/log.h"
 #include "meshfs/core/thread_name.h"
 #include "meshfs/fs/errno.h"
@@ -154,7 +155,7 @@ Result<SliceBytes> Filesystem::LoadSlice(const SliceId& id) {
       decoded = codec_->Decode(id, *blob, /*address_verified=*/true);
     }
     MESHFS_ASSIGN_OR_RETURN(std::string plain, std::move(decoded));
-    auto shared = std::make_shared<const std::string>(std::move(plain));
+    auto shared = BufferPool::Slices().Share(std::move(plain));
     cache_.Put(id, shared);
     return shared;
   }();

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <filesystem>
 
+#include "meshfs/core/buffer_pool.h"
 #include "meshfs/core/disk_reserve.h"
 #include "meshfs/core/hex.h"
 #include "meshfs/core/slice_id.h"
@@ -12,6 +13,55 @@
 
 namespace meshfs {
 namespace {
+
+TEST(BufferPool, HandsBackTheSameStorageWithoutRefilling) {
+  BufferPool pool(2, 1024);
+  std::string a = pool.Take(4096);
+  ASSERT_EQ(a.size(), 4096u);
+  a.assign(4096, 'x');
+  const char* storage = a.data();
+  pool.Give(std::move(a));
+  EXPECT_EQ(pool.kept(), 1u);
+
+  // Same storage, old bytes still there: no zero-fill, no new pages.
+  std::string b = pool.Take(3000);
+  EXPECT_EQ(b.data(), storage);
+  EXPECT_EQ(b, std::string(3000, 'x'));
+  EXPECT_EQ(pool.kept(), 0u);
+
+  // Grown back past its last size: the new tail is filled, the rest kept.
+  pool.Give(std::move(b));
+  std::string c = pool.Take(4096);
+  EXPECT_EQ(c.substr(0, 3000), std::string(3000, 'x'));
+  EXPECT_EQ(c.substr(3000), std::string(1096, '\0'));
+}
+
+TEST(BufferPool, PrefersABufferLongEnoughAndStaysBounded) {
+  BufferPool pool(2, 1024);
+  pool.Give(std::string(2000, 'a'));
+  pool.Give(std::string(8000, 'b'));
+  pool.Give(std::string(9000, 'c'));  // full: let go
+  pool.Give(std::string(100, 'd'));   // too small to keep
+  EXPECT_EQ(pool.kept(), 2u);
+  EXPECT_EQ(pool.Take(5000), std::string(5000, 'b'));
+  EXPECT_EQ(pool.Take(1500), std::string(1500, 'a'));
+  EXPECT_EQ(pool.kept(), 0u);
+  EXPECT_EQ(pool.Take(10), std::string(10, '\0'));  // empty pool: a new buffer
+}
+
+TEST(BufferPool, SharedBufferReturnsWhenTheLastOwnerLetsGo) {
+  BufferPool pool(4, 1024);
+  std::string s = pool.Take(2048);
+  const char* storage = s.data();
+  std::shared_ptr<const std::string> one = pool.Share(std::move(s));
+  std::shared_ptr<const std::string> two = one;
+  EXPECT_EQ(one->data(), storage);
+  one.reset();
+  EXPECT_EQ(pool.kept(), 0u);
+  two.reset();
+  EXPECT_EQ(pool.kept(), 1u);
+  EXPECT_EQ(pool.Take(2048).data(), storage);
+}
 
 TEST(Status, OkAndErrors) {
   EXPECT_TRUE(Status::OK().ok());
