@@ -10,15 +10,16 @@
 #include <curl/curl.h>
 
 #include <algorithm>
-#include <charconv>
 #include <atomic>
 #include <cctype>
+#include <charconv>
 #include <deque>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <unordered_map>
 
+#include "meshfs/core/buffer_pool.h"
 #include "meshfs/core/log.h"
 #include "meshfs/core/thread_name.h"
 
@@ -94,7 +95,7 @@ size_t WriteHeader(char* data, size_t size, size_t n, void* user) {
     uint64_t len = 0;
     auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), len);
     if (ec == std::errc() && end == value.data() + value.size() && len <= kMaxReserve) {
-      t->response.body.reserve(len);
+      t->response.body = BufferPool::Slices().TakeEmpty(len);
     }
   }
   t->response.headers[std::move(name)] = std::string(value);

@@ -9,7 +9,7 @@ BufferPool::BufferPool(size_t max_buffers, size_t min_bytes)
 
 std::string BufferPool::Take(size_t n) {
   std::string s;
-  {
+  if (n >= min_bytes_) {  // a small one would let a large buffer go
     std::lock_guard<std::mutex> lock(mu_);
     // The first buffer already that long: resize() then only moves the end
     // marker. Otherwise the longest one, which has the fewest bytes to fill.
@@ -28,6 +28,24 @@ std::string BufferPool::Take(size_t n) {
     }
   }
   s.resize(n);
+  return s;
+}
+
+std::string BufferPool::TakeEmpty(size_t n) {
+  std::string s;
+  if (n >= min_bytes_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < free_.size(); ++i) {
+      if (free_[i].capacity() >= n) {
+        s = std::move(free_[i]);
+        free_[i] = std::move(free_.back());
+        free_.pop_back();
+        break;
+      }
+    }
+  }
+  s.clear();
+  s.reserve(n);
   return s;
 }
 

@@ -47,6 +47,28 @@ TEST(BufferPool, PrefersABufferLongEnoughAndStaysBounded) {
   EXPECT_EQ(pool.Take(1500), std::string(1500, 'a'));
   EXPECT_EQ(pool.kept(), 0u);
   EXPECT_EQ(pool.Take(10), std::string(10, '\0'));  // empty pool: a new buffer
+
+  // A small request leaves the kept buffers alone.
+  pool.Give(std::string(4096, 'e'));
+  EXPECT_EQ(pool.Take(100), std::string(100, '\0'));
+  EXPECT_EQ(pool.kept(), 1u);
+}
+
+TEST(BufferPool, TakeEmptyReusesStorageForAppending) {
+  BufferPool pool(2, 1024);
+  std::string a(4096, 'x');
+  const char* storage = a.data();
+  pool.Give(std::move(a));
+  std::string b = pool.TakeEmpty(3000);
+  EXPECT_TRUE(b.empty());
+  EXPECT_GE(b.capacity(), 3000u);
+  EXPECT_EQ(b.data(), storage);
+  b.append(3000, 'y');
+  EXPECT_EQ(b.data(), storage);  // no regrowth
+  EXPECT_EQ(pool.kept(), 0u);
+  std::string c = pool.TakeEmpty(100000);  // none large enough: a new one
+  EXPECT_TRUE(c.empty());
+  EXPECT_GE(c.capacity(), 100000u);
 }
 
 TEST(BufferPool, SharedBufferReturnsWhenTheLastOwnerLetsGo) {

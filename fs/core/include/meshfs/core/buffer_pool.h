@@ -25,7 +25,12 @@ class BufferPool {
 
   // A string of exactly `n` bytes whose contents are unspecified (a reused
   // buffer still holds what it held): the caller overwrites all of them.
+  // Under min_bytes it is a new one (it would not be kept afterwards).
   std::string Take(size_t n);
+
+  // An empty string with room for `n` bytes (for appending), in a kept
+  // buffer if one is large enough.
+  std::string TakeEmpty(size_t n);
 
   // Keeps `s`'s storage for a later Take, unless the pool is full or `s` is
   // smaller than min_bytes.
