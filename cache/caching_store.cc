@@ -1115,6 +1115,8 @@ class CachingStore::Impl {
       status = remote_->Put(id, **local);
       copies = status.ok() ? std::max(1, options_.min_network_copies) : 0;
     }
+    // Sent or refused: its buffer serves the next read or encode.
+    if (local.ok() && local->has_value()) BufferPool::Slices().Give(std::move(**local));
 
     if (status.ok()) {
       Status s;

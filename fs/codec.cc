@@ -180,7 +180,7 @@ Result<EncodedSlice> SliceCodec::Encode(std::string_view plaintext) const {
   std::string& blob = out.blob;
   // One buffer, written in place: header, nonce, then the data (compressed
   // straight into place, or encrypted from the caller's buffer) and its tag.
-  blob.resize(kOverhead + n);
+  blob = BufferPool::Slices().Take(kOverhead + n);  // every byte kept is written below
   auto* b = reinterpret_cast<unsigned char*>(blob.data());
   unsigned char* header = b;
   unsigned char* nonce = b + kHeaderSize;

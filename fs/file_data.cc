@@ -4,6 +4,7 @@
 #include <cstring>
 #include <tuple>
 
+#include "meshfs/core/buffer_pool.h"
 #include "meshfs/core/thread_name.h"
 
 namespace meshfs::fs {
@@ -310,7 +311,7 @@ Status FileData::WriteBackLocked(uint64_t idx, bool here) {
     extents_.erase(idx);
     inflight_.erase(idx);  // an older write-back of it must not set an extent
   } else if (pool_ != nullptr && !here) {
-    auto shared = std::make_shared<const std::string>(std::move(it->second.data));
+    auto shared = BufferPool::Slices().Share(std::move(it->second.data));
     const uint64_t gen = ++gen_;
     inflight_[idx] = InFlight{shared, gen, it->second.seq};
     AddDirty(-static_cast<int64_t>(shared->size()));

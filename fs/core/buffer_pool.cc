@@ -11,10 +11,12 @@ std::string BufferPool::Take(size_t n) {
   std::string s;
   if (n >= min_bytes_) {  // a small one would let a large buffer go
     std::lock_guard<std::mutex> lock(mu_);
-    // The first buffer already that long: resize() then only moves the end
-    // marker. Otherwise the longest one, which has the fewest bytes to fill.
+    // Only a buffer with room for `n` (growing one would copy it into a
+    // new allocation). The first already that long: resize() then only
+    // moves the end marker; otherwise the longest, with the least to fill.
     size_t best = free_.size();
     for (size_t i = 0; i < free_.size(); ++i) {
+      if (free_[i].capacity() < n) continue;
       if (free_[i].size() >= n) {
         best = i;
         break;

@@ -48,6 +48,13 @@ TEST(BufferPool, PrefersABufferLongEnoughAndStaysBounded) {
   EXPECT_EQ(pool.kept(), 0u);
   EXPECT_EQ(pool.Take(10), std::string(10, '\0'));  // empty pool: a new buffer
 
+  // None with room for the request: a new buffer, the kept one stays.
+  pool.Give(std::string(2048, 'f'));
+  const size_t kept_capacity = 2048;
+  EXPECT_EQ(pool.Take(kept_capacity * 4), std::string(kept_capacity * 4, '\0'));
+  EXPECT_EQ(pool.kept(), 1u);
+  EXPECT_EQ(pool.Take(2048), std::string(2048, 'f'));
+
   // A small request leaves the kept buffers alone.
   pool.Give(std::string(4096, 'e'));
   EXPECT_EQ(pool.Take(100), std::string(100, '\0'));
