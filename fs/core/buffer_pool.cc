@@ -23,11 +23,7 @@ std::string BufferPool::Take(size_t n) {
       }
       if (best == free_.size() || free_[i].size() > free_[best].size()) best = i;
     }
-    if (best < free_.size()) {
-      s = std::move(free_[best]);
-      free_[best] = std::move(free_.back());
-      free_.pop_back();
-    }
+    if (best < free_.size()) s = RemoveLocked(best);
   }
   s.resize(n);
   return s;
@@ -39,15 +35,20 @@ std::string BufferPool::TakeEmpty(size_t n) {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < free_.size(); ++i) {
       if (free_[i].capacity() >= n) {
-        s = std::move(free_[i]);
-        free_[i] = std::move(free_.back());
-        free_.pop_back();
+        s = RemoveLocked(i);
         break;
       }
     }
   }
   s.clear();
   s.reserve(n);
+  return s;
+}
+
+std::string BufferPool::RemoveLocked(size_t i) {
+  std::string s = std::move(free_[i]);
+  free_[i] = std::move(free_.back());
+  free_.pop_back();
   return s;
 }
 

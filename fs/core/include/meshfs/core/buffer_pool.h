@@ -1,4 +1,4 @@
-// Slice-sized byte buffers handed from one read to the next.
+// Slice-sized byte buffers handed from one use to the next.
 //
 // A read of a cached slice needs two buffers of up to the slice size: the
 // blob from the cache database and the plaintext decrypted from it. A new
@@ -8,6 +8,9 @@
 // of a warm read of 1 GiB (docs/architecture.md, "Read path: slice
 // buffers"). The pool keeps the buffers of slices that were let go and
 // gives them to the next reads at their old size, so neither happens again.
+// The write path shares it: a written slice's plaintext, the encoded blob
+// and the blob an upload sent go back to it, and a peer's reply body is
+// appended into one of its buffers.
 #pragma once
 
 #include <cstddef>
@@ -50,6 +53,9 @@ class BufferPool {
   const size_t max_buffers_;
   const size_t min_bytes_;
   mutable std::mutex mu_;
+  // Takes free_[i] out (the last buffer fills its place). REQUIRES: mu_.
+  std::string RemoveLocked(size_t i);
+
   std::vector<std::string> free_;
 };
 
