@@ -26,7 +26,9 @@
 // second time (WAL, then database) and costs about as much CPU as storing
 // it, so while blobs stream in (a large write, a cold read filling the
 // cache) or leave for the peers, the checkpointer waits: it copies the WAL
-// once no blob has been stored or uploaded for checkpoint_quiet_ms, or at
+// once no blob has been stored or uploaded for checkpoint_quiet_ms and the
+// upload queue is empty (or has waited checkpoint_upload_hold_ms since the
+// last blob stored: peers may stay unreachable), or at
 // once when the WAL reaches busy_wal_bytes_ (by default the cache bound,
 // at most 4 GiB) or a quarter of the disk's free space. (With half the
 // cache bound, a 1 GiB write into the default 2 GiB cache was checkpointed
@@ -1328,12 +1330,17 @@ class CachingStore::Impl {
         checkpoint_cv_.wait(l, poked);
       }
       if (stopping_) break;
+      const bool uploads_queued = !pending_.empty();
       l.unlock();
       checkpointer_poked_.store(false);
       const int64_t wal = wal_bytes_.load(std::memory_order_relaxed);
       const int64_t last_busy = std::max(last_blob_commit_ms_.load(std::memory_order_relaxed),
                                          last_upload_ms_.load(std::memory_order_relaxed));
-      const bool quiet = NowMs() - last_busy >= options_.checkpoint_quiet_ms;
+      const int64_t now = NowMs();
+      const bool quiet =
+          now - last_busy >= options_.checkpoint_quiet_ms &&
+          (!uploads_queued || now - last_blob_commit_ms_.load(std::memory_order_relaxed) >=
+                                  options_.checkpoint_upload_hold_ms);
       if (wal != copied && (wal >= BusyWalBound() || (wal >= kCheckpointBytes && quiet))) {
         copied = Checkpoint() ? wal : -1;
       } else {

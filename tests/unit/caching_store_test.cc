@@ -683,6 +683,50 @@ TEST_F(CachingStoreTest, CheckpointWaitsForPutsToPause) {
   }
 }
 
+// While blobs wait for the peers, the copy waits for them too (the uploads
+// read their blobs from the WAL, beside it); once they are up it runs. With
+// the peers unreachable it waits checkpoint_upload_hold_ms, not for good.
+TEST_F(CachingStoreTest, CheckpointWaitsForQueuedUploadsForABoundedTime) {
+  CacheOptions o = SmallOptions(dir_.path());
+  o.max_bytes = 512 << 20;
+  o.checkpoint_quiet_ms = 200;
+  o.writer_idle_ms = 0;  // uploads start at once (and fail while faulty_ fails)
+  const fs::path wal = o.db_path.string() + "-wal";
+  std::vector<std::string> blobs;
+  for (int i = 0; i < 40; ++i) blobs.push_back(RandomBlob(1 << 20, 3100 + i));
+  auto wait_for_copy = [&](int seconds) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (fs::file_size(o.db_path) < (40u << 20) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return fs::file_size(o.db_path) >= (40u << 20);
+  };
+  {
+    o.checkpoint_upload_hold_ms = 60'000;
+    auto cache = OpenCache(o, &faulty_);
+    faulty_.FailWith(Code::kUnavailable);
+    for (const std::string& b : blobs) ASSERT_TRUE(cache->PutTrusted(SliceId::ForBlob(b), b).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // quiet for 7 quiet periods
+    EXPECT_GE(fs::file_size(wal), 40u << 20);
+    EXPECT_LT(fs::file_size(o.db_path), 8u << 20) << "copied while every blob waited for the peers";
+    faulty_.FailWith(Code::kOk);
+    ASSERT_TRUE(cache->WaitUploaded(30000).ok());
+    EXPECT_TRUE(wait_for_copy(20)) << "not copied once the uploads were done";
+  }
+  fs::remove(o.db_path);
+  fs::remove(wal);
+  fs::remove(o.db_path.string() + "-shm");
+  {
+    o.checkpoint_upload_hold_ms = 1000;
+    auto cache = OpenCache(o, &faulty_);
+    faulty_.FailWith(Code::kUnavailable);
+    for (const std::string& b : blobs) ASSERT_TRUE(cache->PutTrusted(SliceId::ForBlob(b), b).ok());
+    EXPECT_TRUE(wait_for_copy(20)) << "held for good by uploads that cannot go anywhere";
+    EXPECT_GT(cache->Stats().pending_slices, 0u);
+    faulty_.FailWith(Code::kOk);
+  }
+}
+
 // With the default bounds a write of more than half the cache runs
 // undisturbed: the uploads keep waiting for the writer up to three quarters
 // of the cache, and the WAL is copied during a burst only at the cache size
