@@ -26,9 +26,9 @@
 // second time (WAL, then database) and costs about as much CPU as storing
 // it, so while blobs stream in (a large write, a cold read filling the
 // cache) or leave for the peers, the checkpointer waits: it copies the WAL
-// once no blob has been stored or uploaded for checkpoint_quiet_ms and the
-// upload queue is empty (or has waited checkpoint_upload_hold_ms since the
-// last blob stored: peers may stay unreachable), or at
+// once no blob has been stored or uploaded for checkpoint_quiet_ms and no
+// upload is on its way (queued and not failing; for at most
+// checkpoint_upload_hold_ms after the last blob stored), or at
 // once when the WAL reaches busy_wal_bytes_ (by default the cache bound,
 // at most 4 GiB) or a quarter of the disk's free space. (With half the
 // cache bound, a 1 GiB write into the default 2 GiB cache was checkpointed
@@ -1135,6 +1135,7 @@ class CachingStore::Impl {
       }
       if (s.ok()) {
         std::lock_guard<std::mutex> l(mu_);
+        last_upload_failed_ = false;
         auto it = pending_.find(id);
         if (it != pending_.end()) {
           pending_bytes_ -= it->second.size;
@@ -1161,6 +1162,7 @@ class CachingStore::Impl {
     }
     std::lock_guard<std::mutex> l(mu_);
     upload_errors_++;
+    last_upload_failed_ = true;
     last_upload_error_ = status.ToString();
     auto it = pending_.find(id);
     if (it == pending_.end()) return;
@@ -1330,7 +1332,9 @@ class CachingStore::Impl {
         checkpoint_cv_.wait(l, poked);
       }
       if (stopping_) break;
-      const bool uploads_queued = !pending_.empty();
+      // Uploads on their way (not failing: peers that are down would hold
+      // the copy for nothing).
+      const bool uploading = !pending_.empty() && !last_upload_failed_;
       l.unlock();
       checkpointer_poked_.store(false);
       const int64_t wal = wal_bytes_.load(std::memory_order_relaxed);
@@ -1339,8 +1343,8 @@ class CachingStore::Impl {
       const int64_t now = NowMs();
       const bool quiet =
           now - last_busy >= options_.checkpoint_quiet_ms &&
-          (!uploads_queued || now - last_blob_commit_ms_.load(std::memory_order_relaxed) >=
-                                  options_.checkpoint_upload_hold_ms);
+          (!uploading || now - last_blob_commit_ms_.load(std::memory_order_relaxed) >=
+                             options_.checkpoint_upload_hold_ms);
       if (wal != copied && (wal >= BusyWalBound() || (wal >= kCheckpointBytes && quiet))) {
         copied = Checkpoint() ? wal : -1;
       } else {
@@ -1419,6 +1423,7 @@ class CachingStore::Impl {
   int upload_waiters_ = 0;   // callers in WaitUploaded
   SizedBlobMap<std::string> handoff_;  // queued blobs, in memory
   uint64_t upload_errors_ = 0, uploaded_ = 0;
+  bool last_upload_failed_ = false;  // since the last upload that succeeded
   std::string last_upload_error_;
   std::atomic<uint64_t> hits_{0}, misses_{0}, corrupt_cached_{0};
 

@@ -59,11 +59,11 @@ struct CacheOptions {
   // briefly use that much more than max_bytes.
   int64_t checkpoint_quiet_ms = 300;
   uint64_t wal_busy_bytes = 0;
-  // While blobs are queued for upload (or on their way), the quiet copy
-  // also waits for the queue to empty, but not longer than this after the
-  // last blob stored (peers that stay unreachable do not hold it for good).
-  // The uploads that follow a large write read their blobs from the WAL,
-  // and a copy running beside them competed for the same cores. 0: no wait.
+  // While blobs are on their way to the peers (queued, and the last upload
+  // did not fail), the quiet copy also waits for the queue to empty, but
+  // not longer than this after the last blob stored. The uploads that
+  // follow a large write read their blobs from the WAL, and a copy running
+  // beside them competed for the same cores. 0: no wait.
   int64_t checkpoint_upload_hold_ms = 60'000;
 };
 
