@@ -690,7 +690,6 @@ TEST_F(CachingStoreTest, CheckpointWaitsForPutsToPause) {
 class GatedStore final : public SliceStore {
  public:
   explicit GatedStore(SliceStore* base) : base_(base) {}
-  ~GatedStore() override { Open(); }
   void Open() {
     std::lock_guard<std::mutex> l(mu_);
     open_ = true;
